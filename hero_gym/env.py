@@ -164,7 +164,9 @@ class TextEnv(gym.Env):
             self._termination_reason = TerminationReason.BUDGET.value
         self._done = terminated or truncated
         self._last_obs = obs
-        info = self._info(extra, invalid=bool(extra.pop("invalid", False)) if extra else False, reward=reward)
+        extra = dict(extra or {})
+        invalid = bool(extra.pop("invalid", False))
+        info = self._info(extra, invalid=invalid, reward=reward)
         return obs, float(reward), bool(terminated), truncated, info
 
     def _info(self, extra: dict, *, invalid: bool, reward: float) -> dict:
