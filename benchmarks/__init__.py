@@ -1,0 +1,1 @@
+"""hero-gym benchmark harness: statistics, comparisons, plots, and the speed benchmarks (run as scripts)."""
