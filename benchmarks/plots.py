@@ -1,0 +1,105 @@
+"""Figures regenerated from stored run records: the training turn-budget sweep and a per-task success heat map.
+
+Both functions read run directories (hero_gym.records), save a PNG and return the matplotlib Figure so callers (and
+tests) can inspect axes, labels and legends.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hero_gym.benchmarks.stats import bootstrap_ci, per_task  # noqa: E402
+from hero_gym.records import load_frame  # noqa: E402
+
+
+def _save(fig, out_png: str | os.PathLike) -> None:
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120, bbox_inches="tight")
+
+
+def _env_title(df: pd.DataFrame) -> str:
+    envs = sorted({f"{e} ({s})" for e, s in zip(df["env"], df["split"].astype(str))})
+    return ", ".join(envs) if len(envs) <= 2 else f"{len(envs)} env/splits"
+
+
+def budget_sweep_table(df: pd.DataFrame, *, k: int | None = None, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per (method, train_budget): mean@k with bootstrap CI, mean turns (all episodes) and number of tasks."""
+    if df["train_budget"].isna().any():
+        runs = sorted(df.loc[df["train_budget"].isna(), "run"].unique())
+        raise ValueError(f"run(s) {runs} have episodes without train_budget; a budget sweep needs it on every record")
+    if df["train_budget"].nunique() < 1:
+        raise ValueError("no train budgets to plot")
+    method = df["method"].astype(object).where(df["method"].notna(), df["policy"])  # untrained baselines: by policy
+    df = df.assign(method=method, train_budget=df["train_budget"].astype(int))
+    rows = []
+    for (m, b), g in df.groupby(["method", "train_budget"], sort=True):
+        t = per_task(g, k)
+        lo, hi = bootstrap_ci(t["rate"], n_boot=n_boot, seed=seed)
+        rows.append({"method": m, "train_budget": b, "k": t.attrs["k"], "success": t["rate"].mean(), "lo": lo,
+                     "hi": hi, "turns": g["turns"].mean(), "tasks": len(t)})
+    return pd.DataFrame(rows)
+
+
+def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike, *, k: int | None = None,
+                      n_boot: int = 2000, seed: int = 0):
+    """Success (mean@k, 95% bootstrap band) and mean turns against the training turn budget, one line per method."""
+    df = load_frame(run_dirs)
+    table = budget_sweep_table(df, k=k, n_boot=n_boot, seed=seed)
+    ks = sorted(table["k"].unique())
+    klabel = f"mean@{ks[0]}" if len(ks) == 1 else "mean@k"
+    fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, (m, g) in enumerate(table.groupby("method", sort=True)):
+        color = f"C{i % 10}"
+        ax_s.plot(g["train_budget"], g["success"], marker="o", color=color, label=str(m))
+        ax_s.fill_between(g["train_budget"], g["lo"], g["hi"], color=color, alpha=0.18, linewidth=0)
+        ax_t.plot(g["train_budget"], g["turns"], marker="o", color=color, label=str(m))
+    budgets = sorted(table["train_budget"].unique())
+    for ax in (ax_s, ax_t):
+        ax.set_xlabel("training turn budget (max agent turns per training episode)")
+        ax.set_xticks(budgets)
+        ax.grid(alpha=0.3)
+        ax.legend(title="method")
+    ax_s.set_ylabel(f"success, {klabel} (fraction of episodes)")
+    ax_s.set_ylim(-0.02, 1.02)
+    ax_s.set_title(f"Success vs training budget (band: 95% bootstrap CI over tasks)")
+    ax_t.set_ylabel("mean turns per evaluation episode (turns)")
+    ax_t.set_ylim(bottom=0)
+    ax_t.set_title("Turns used vs training budget")
+    fig.suptitle(_env_title(df))
+    fig.tight_layout()
+    _save(fig, out_png)
+    return fig
+
+
+def plot_task_heatmap(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike):
+    """Per-task success rate (fraction of attempts solved), one row per run, one column per task."""
+    df = load_frame(run_dirs)
+    rate = df.groupby(["run", "task"])["success"].mean().unstack("task")
+    order = [r for r in dict.fromkeys(df["run"])]  # keep the order the runs were given in
+    rate = rate.loc[order]
+    n_tasks = rate.shape[1]
+    fig, ax = plt.subplots(figsize=(min(3 + 0.28 * n_tasks, 24), 1.6 + 0.45 * len(rate)))
+    masked = np.ma.masked_invalid(rate.to_numpy(dtype=float))  # tasks a run did not attempt stay blank
+    im = ax.imshow(masked, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks(range(len(rate)), labels=[str(r) for r in rate.index])
+    step = max(1, n_tasks // 40)
+    ax.set_xticks(range(0, n_tasks, step), labels=[str(t) for t in rate.columns[::step]],
+                  rotation=90 if n_tasks > 20 else 0)
+    ax.set_xlabel("task index")
+    ax.set_ylabel("run")
+    ax.set_title(f"Per-task success rate: {_env_title(df)}")
+    cbar = fig.colorbar(im, ax=ax, pad=0.01)
+    cbar.set_label("success rate (fraction of attempts)")
+    fig.tight_layout()
+    _save(fig, out_png)
+    return fig
