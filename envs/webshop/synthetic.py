@@ -1,0 +1,100 @@
+"""Synthetic WebShop catalogue files in the raw upstream format, for streaming tests and load benchmarks.
+
+The products are random but shaped like the real scrape (same keys, including the ones the loader drops, similar
+field sizes, ranged and missing prices, options with null groups, the odd bad ASIN and duplicate), so a loader that
+handles these handles the 5.5 GB ``items_shuffle.json`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+_WORDS = (
+    "organic soft cotton steel wireless portable leather waterproof stainless natural vegan gluten free compact "
+    "classic modern premium heavy duty lightweight rechargeable bluetooth ceramic wooden glass silicone bamboo "
+    "shampoo pillow table lamp charger cable headphones jacket dress shoes socks coffee tea chocolate snack "
+    "serum cream brush mirror chair sofa rug curtain blanket speaker camera tripod keyboard mouse bottle"
+).split()
+_CATEGORIES = ("beauty", "electronics", "garden", "fashion", "grocery")
+_COLOURS = ("black", "navy blue", "white", "light grey", "rose gold", "standard", "multicolor")
+_SIZES = ("small", "medium", "large", "x-large", '28" x 28"', "pack of 12")
+
+
+def _words(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(n))
+
+
+def synthetic_product(rng: random.Random, i: int) -> dict:
+    """One raw product record (the shape ``items_shuffle.json`` entries have before loading)."""
+    asin = f"B{i:09d}"
+    r = rng.random()
+    if r < 0.09:
+        pricing = ""
+    elif r < 0.18:
+        low = round(rng.uniform(1, 500), 2)
+        pricing = f"${low} - ${round(low + rng.uniform(1, 100), 2)}"
+    else:
+        pricing = f"${round(rng.uniform(1, 900), 2)}"
+    options: dict | str = ""
+    if rng.random() < 0.45:
+        options = {"Color": [{"value": c.title(), "image": f"https://img/{asin}/{j}.jpg"}
+                             for j, c in enumerate(rng.sample(_COLOURS, rng.randint(1, 4)))],
+                   "Size": [{"value": s} for s in rng.sample(_SIZES, rng.randint(1, 3))]}
+        if rng.random() < 0.2:
+            options["Style"] = None  # upstream has null option groups; the loader skips them
+    return {
+        "name": _words(rng, rng.randint(6, 18)).title(),
+        "full_description": _words(rng, rng.randint(40, 160)),
+        "pricing": pricing,
+        "list_price": pricing,
+        "images": [f"https://img/{asin}/main.jpg", f"https://img/{asin}/1.jpg"],
+        "product_category": " › ".join(w.title() for w in rng.sample(_WORDS, 4)),
+        "brand": _words(rng, 1), "brand_url": "https://brand/x",
+        "product_information": {"Item Weight": "1 pound", "ASIN": asin, "Notes": _words(rng, 30)},
+        "average_rating": round(rng.uniform(1, 5), 1),
+        "total_reviews": rng.randint(0, 5000),
+        "small_description": [_words(rng, rng.randint(8, 25)) for _ in range(rng.randint(1, 6))],
+        "customization_options": options,
+        "asin": asin,
+        "category": rng.choice(_CATEGORIES),
+        "query": _words(rng, 2).title() + " ",
+        "page": rng.randint(1, 400),
+    }
+
+
+def write_synthetic_catalogue(path: str | Path, n: int, *, seed: int = 0, indent: int | None = None) -> Path:
+    """Write ``n`` synthetic raw products as one JSON array to ``path`` (streamed, so ``n`` may be millions).
+
+    Adds two records the loader must skip (ASIN 'nan' and a duplicate). Returns the path.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rng = random.Random(seed)
+    path = Path(path)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("[")
+        for i in range(n):
+            if i:
+                f.write(",\n" if indent is not None else ", ")
+            f.write(json.dumps(synthetic_product(rng, i), ensure_ascii=False, indent=indent))
+        f.write(", " + json.dumps({**synthetic_product(rng, n), "asin": "nan"}))
+        f.write(", " + json.dumps(synthetic_product(random.Random(seed), 0)))  # duplicate of product 0
+        f.write("]")
+    return path
+
+
+def write_synthetic_attributes(path: str | Path, n: int, *, seed: int = 0, instructed: float = 0.4) -> Path:
+    """Write an ``items_ins_v2``-shaped file for the first ``n`` synthetic products (a share with instructions)."""
+    rng = random.Random(seed + 1)
+    out = {}
+    for i in range(n):
+        attrs = rng.sample(_WORDS, 3)
+        entry: dict = {"attributes": attrs}
+        if rng.random() < instructed:
+            entry["instruction"] = f"i want {_words(rng, 6)}"
+            entry["instruction_attributes"] = attrs[:2]
+        out[f"B{i:09d}"] = entry
+    Path(path).write_text(json.dumps(out), encoding="utf-8")
+    return Path(path)
