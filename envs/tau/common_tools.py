@@ -1,0 +1,192 @@
+"""Pieces the retail and airline TauBench tool tables share: the error convention, `calculate`, `think`,
+`transfer_to_human_agents`, the tau2 key folding, and the loading of the v1 tool schemas.
+
+Error convention: a tool body raises :class:`ToolError` for a domain error ("order not found"); the :func:`tool`
+decorator turns it into the observation string ``"Error: <message>"`` that upstream returns (v1) or that upstream's
+environment makes of the raised exception (tau2). Any other exception (a ``KeyError`` on a dangling reference, say)
+is left to propagate, because the env turns it into ``f"Error: {e}"`` exactly as upstream's ``Env.step`` does.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import operator
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from hero_gym.data import load_json
+
+Tool = Callable[..., str]
+
+
+class ToolError(Exception):
+    """A domain error a tool reports to the agent as ``"Error: <message>"``."""
+
+
+def tool(fn: Tool) -> Tool:
+    """Wrap a tool body so that a :class:`ToolError` becomes its ``"Error: ..."`` observation."""
+
+    @functools.wraps(fn)
+    def wrapper(db: Any, **kwargs: Any) -> str:
+        try:
+            return fn(db, **kwargs)
+        except ToolError as e:
+            return f"Error: {e}"
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------------- calculate
+# Upstream checks the characters, then eval()s the text with no builtins and answers str(round(float(value), 2)).
+# With only these characters eval can still reach: numbers, + - * / // **, unary signs, parentheses, `()` (an
+# empty tuple), `...` (Ellipsis) and calls such as `2(3)`. We parse with Python's own parser (so syntax errors read
+# the same) and evaluate that small grammar ourselves; operators run on the same Python values, so every error
+# message (division by zero, tuple concatenation, float() of a tuple, ...) is the one eval would give.
+CALC_CHARS = frozenset("0123456789+-*/(). ")
+
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+# eval would happily build a gigantic int for 9**9**9 and hang; a result this large can only end as
+# float()'s OverflowError, so we raise that error up front.
+_MAX_POW_BITS = 100_000
+
+
+def _pow(base: Any, exp: Any) -> Any:
+    if isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1:
+        if exp * math.log2(abs(base)) > _MAX_POW_BITS:
+            raise OverflowError("int too large to convert to float")
+    return operator.pow(base, exp)
+
+
+def _eval_node(node: ast.AST) -> Any:
+    if isinstance(node, ast.Expression):
+        return _eval_node(node.body)
+    if isinstance(node, ast.Constant) and (type(node.value) in (int, float) or node.value is Ellipsis):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        left, right = _eval_node(node.left), _eval_node(node.right)
+        if isinstance(node.op, ast.Pow):
+            return _pow(left, right)
+        return _BINOPS[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_eval_node(node.operand))
+    if isinstance(node, ast.Tuple) and not node.elts:  # only `()` is reachable without a comma
+        return ()
+    if isinstance(node, ast.Call) and not node.keywords:
+        func = _eval_node(node.func)
+        for arg in node.args:
+            _eval_node(arg)
+        # every value this grammar can produce (int, float, tuple, Ellipsis) is not callable
+        raise TypeError(f"'{type(func).__name__}' object is not callable")
+    # The character filter makes this unreachable; refuse rather than guess.
+    raise ValueError(f"unsupported expression element {type(node).__name__}")
+
+
+def evaluate_expression(expression: str) -> str:
+    """Value of an arithmetic expression as upstream formats it: ``str(round(float(value), 2))``.
+
+    The caller has checked the characters against :data:`CALC_CHARS`. Raises what eval would raise.
+    """
+    # eval() strips leading spaces of a source string; ast.parse does not.
+    tree = ast.parse(expression.lstrip(" "), filename="<string>", mode="eval")
+    return str(round(float(_eval_node(tree)), 2))
+
+
+def make_calculate(invalid_chars_message: str) -> Tool:
+    """The `calculate` tool; v1 and tau2 differ only in the capitalisation of the invalid-characters error."""
+
+    @tool
+    def calculate(db: Any, expression: str) -> str:
+        """Evaluate an arithmetic expression safely and return it rounded to 2 decimals."""
+        if not all(ch in CALC_CHARS for ch in expression):
+            raise ToolError(invalid_chars_message)
+        try:
+            return evaluate_expression(expression)
+        except Exception as e:  # v1 returns f"Error: {e}"; tau2's env makes the same string of the exception
+            raise ToolError(str(e)) from None
+
+    return calculate
+
+
+calculate_v1 = make_calculate("invalid characters in expression")
+calculate_tau2 = make_calculate("Invalid characters in expression")
+
+
+@tool
+def think(db: Any, thought: str) -> str:
+    """Log a thought; changes nothing and returns the empty string."""
+    return ""
+
+
+@tool
+def transfer_to_human_agents(db: Any, summary: str) -> str:
+    """Hand the conversation to a human; the env ends the episode on this tool."""
+    return "Transfer successful"
+
+
+# ------------------------------------------------------------------------------------------------- tau2 helpers
+def fold_for_match(text: str) -> str:
+    """tau2's tolerant form of a name or id: stripped, accents removed (NFD, combining marks dropped), casefolded."""
+    decomposed = unicodedata.normalize("NFD", text.strip())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def resolve_key_folded(table: Any, key: str) -> str | None:
+    """The key of `table` that `key` names, tolerating case, accents and surrounding spaces (tau2 airline)."""
+    if key in table:
+        return key
+    stripped = key.strip()
+    if stripped in table:
+        return stripped
+    folded = fold_for_match(stripped)
+    for candidate in table:
+        if fold_for_match(candidate) == folded:
+            return candidate
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------ schemas
+def v1_schemas(domain: str) -> list[dict]:
+    """The v1 tool schemas of `domain`, exactly as upstream's get_info() exports them (a fresh copy)."""
+    import copy
+
+    return copy.deepcopy(load_json("tau-v1", f"tau/v1/{domain}/tools.json"))
+
+
+def tau2_schemas(
+    domain: str, drop: set[str], add: list[dict], descriptions: dict[str, str]
+) -> list[dict]:
+    """tau2 schemas built from v1's: tools dropped, tools added, some descriptions reworded; sorted by name."""
+    out = [s for s in v1_schemas(domain) if s["function"]["name"] not in drop]
+    for s in out:
+        new = descriptions.get(s["function"]["name"])
+        if new is not None:
+            s["function"]["description"] = new
+    out += add
+    return sorted(out, key=lambda s: s["function"]["name"])
+
+
+def function_schema(name: str, description: str, params: dict[str, tuple[str, str]]) -> dict:
+    """An OpenAI function schema with required string/number parameters: params = {name: (type, description)}."""
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {p: {"type": t, "description": d} for p, (t, d) in params.items()},
+                "required": list(params),
+            },
+        },
+    }
