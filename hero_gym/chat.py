@@ -1,0 +1,206 @@
+"""Token-exact conversation bookkeeping: a multi-turn conversation kept as token ids, turn by turn.
+
+Re-rendering the whole conversation each turn and re-tokenizing it does not give back the ids the model generated
+(BPE merges differ across a decode/encode round trip, templates drop or rewrite earlier turns), which makes the
+trainer score tokens the sampler never produced. :class:`ConversationTokens` avoids that:
+
+* the prompt is rendered once (system + first observation, with the generation prompt);
+* the assistant's generated ids are appended verbatim;
+* the environment's answer is appended as the *delta* of the rendered template: render the conversation up to and
+  including the assistant's message, render it again with the new messages (and the next generation prompt), and
+  tokenize only the text the second rendering adds. If a template breaks that prefix property (some templates
+  rewrite earlier turns), the delta is taken against a small stand-in context instead, with a warning and a count
+  in :data:`FALLBACK_COUNT` / ``ConversationTokens.fallbacks``.
+
+Only text the model did not write is ever tokenized. When generation stopped on an end-of-turn token, the rest of
+the template's end-of-turn string (e.g. the newline after ``<|im_end|>``) goes into the observation ids, and when it
+stopped without one (length limit) the whole end-of-turn string does: both belong to the environment side.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+FALLBACK_COUNT = 0  # process-wide count of deltas that needed the fallback (templates that break the prefix property)
+_EOT_MARK = "\u2063HEROGYM_EOT_MARK\u2063"
+
+
+class ChatTemplateError(ValueError):
+    """The tokenizer's chat template cannot be used for token-exact bookkeeping."""
+
+
+def supports_tools(tokenizer) -> bool:
+    """True when the tokenizer's chat template renders the `tools` argument itself."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):
+        template = " ".join(template.values())
+    return "tools" in template
+
+
+def _tool_call_text(call: dict) -> str:
+    fn = call.get("function", call)
+    args = fn.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            pass
+    return json.dumps({"name": fn.get("name"), "arguments": args})
+
+
+def prepare_messages(tokenizer, messages: list[dict], tools: list[dict] | None) -> tuple[list[dict], list[dict] | None]:
+    """Adapt messages to a template without tool support (e.g. SmolLM2's plain ChatML): the tool schemas go into
+    the system message, assistant tool calls become JSON text and tool results become user turns. Templates that
+    support tools get the messages unchanged."""
+    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+        raise ValueError("messages must be a list of dicts with a 'role' key (OpenAI chat format)")
+    if supports_tools(tokenizer):
+        return messages, tools
+    if not tools and not any(m.get("tool_calls") or m["role"] == "tool" or m.get("content") is None for m in messages):
+        return messages, tools
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("content") is None:  # plain templates concatenate content as a string
+            m["content"] = ""
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            parts = [m.get("content") or ""] + [_tool_call_text(c) for c in m.pop("tool_calls")]
+            m["content"] = "\n".join(p for p in parts if p)
+        elif m["role"] == "tool":
+            m = {"role": "user", "content": f"Tool result:\n{m.get('content', '')}"}
+        out.append(m)
+    if tools:
+        schema = "\n".join(json.dumps(t) for t in tools)
+        note = (
+            "You can call these functions:\n" + schema + "\nTo call one, reply with only a JSON object "
+            '{"name": <function name>, "arguments": <object>}.'
+        )
+        if out and out[0]["role"] == "system":
+            out[0] = {**out[0], "content": f"{out[0].get('content') or ''}\n\n{note}"}
+        else:
+            out.insert(0, {"role": "system", "content": note})
+    return out, None
+
+
+def render(tokenizer, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt: bool = False) -> str:
+    """The chat template's text for `messages` (tool-less templates get the tools folded in, see prepare_messages)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ChatTemplateError(f"{type(tokenizer).__name__} has no chat template; token-exact rollouts need one")
+    msgs, tls = prepare_messages(tokenizer, messages, tools)
+    kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
+    if tls:
+        kwargs["tools"] = tls
+    return tokenizer.apply_chat_template(msgs, **kwargs)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of template text (special tokens in the text are parsed; no BOS/EOS added)."""
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def prompt_ids(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    """Ids of the rendered conversation ending with the assistant's generation prompt."""
+    return encode(tokenizer, render(tokenizer, messages, tools, add_generation_prompt=True))
+
+
+def end_of_turn_text(tokenizer) -> str:
+    """What the template writes after an assistant message's content (``"<|im_end|>\\n"`` for ChatML)."""
+    cached = getattr(tokenizer, "_hero_gym_eot", None)
+    if cached is not None:
+        return cached
+    text = render(tokenizer, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _EOT_MARK}])
+    if _EOT_MARK not in text:
+        raise ChatTemplateError("the chat template does not render assistant message content")
+    eot = text.split(_EOT_MARK, 1)[1]
+    try:
+        tokenizer._hero_gym_eot = eot
+    except AttributeError:
+        pass
+    return eot
+
+
+def stop_token_ids(tokenizer, model=None) -> set[int]:
+    """Token ids that end an assistant turn: EOS, ``<|im_end|>``/``<|eot_id|>`` when in the vocabulary, and the
+    model's generation-config EOS ids."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    vocab = tokenizer.get_vocab()
+    for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+        if tok in vocab:
+            ids.add(int(vocab[tok]))
+    gen_cfg = getattr(model, "generation_config", None)
+    eos = getattr(gen_cfg, "eos_token_id", None)
+    if eos is not None:
+        ids.update(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+    return ids
+
+
+class ConversationTokens:
+    """One conversation as token ids: ``prompt_token_ids`` then, per turn, action ids (verbatim) and obs ids.
+
+    Usage: ``conv = ConversationTokens(tok, messages, tools)``; generate from ``conv.ids``; after the env answers,
+    ``obs = conv.add_turn(action_ids, env_messages, done=...)``. `env_messages` is the env's full message list
+    after the step; the agent's message is the first assistant message after those seen so far (if the env did not
+    record one, the decoded action is used as its content, which only affects the rendered prefix).
+    """
+
+    def __init__(self, tokenizer, messages: list[dict], tools: list[dict] | None = None, model=None):
+        self.tokenizer = tokenizer
+        self.tools = tools
+        self.messages = list(messages)
+        self.prompt_token_ids = prompt_ids(tokenizer, self.messages, tools)
+        self.ids = list(self.prompt_token_ids)
+        self.eot = end_of_turn_text(tokenizer)
+        self._stop_ids = stop_token_ids(tokenizer, model)
+        self.fallbacks = 0
+
+    def boundary_text(self, action_ids: list[int]) -> str:
+        """The part of the end-of-turn string the model did not generate itself."""
+        if action_ids and action_ids[-1] in self._stop_ids:
+            last = self.tokenizer.decode([action_ids[-1]], skip_special_tokens=False)
+            if last and self.eot.startswith(last):
+                return self.eot[len(last):]
+        return self.eot
+
+    def _delta(self, prefix: list[dict], new: list[dict], add_generation_prompt: bool) -> str:
+        global FALLBACK_COUNT
+        head = render(self.tokenizer, prefix, self.tools)
+        full = render(self.tokenizer, prefix + new, self.tools, add_generation_prompt=add_generation_prompt)
+        if full.startswith(head):
+            return full[len(head):]
+        self.fallbacks += 1
+        FALLBACK_COUNT += 1
+        warnings.warn(
+            "chat template broke the prefix property (rendering more messages changed earlier text); "
+            "taking the new messages' tokens against a stand-in context", RuntimeWarning, stacklevel=3)
+        stand_in = [m for m in prefix[:1] if m.get("role") == "system"]
+        stand_in += [{"role": "user", "content": "."}, {"role": "assistant", "content": "."}]
+        head = render(self.tokenizer, stand_in, self.tools)
+        full = render(self.tokenizer, stand_in + new, self.tools, add_generation_prompt=add_generation_prompt)
+        if not full.startswith(head):
+            raise ChatTemplateError("chat template renders earlier messages differently when more follow; "
+                                    "token-exact bookkeeping is impossible with it")
+        return full[len(head):]
+
+    def add_turn(self, action_ids: list[int], messages: list[dict], *, done: bool = False) -> list[int]:
+        """Record one turn; return the observation ids (boundary + env messages [+ next generation prompt])."""
+        messages = list(messages)
+        seen = len(self.messages)
+        if messages[:seen] != self.messages:
+            raise ValueError("the env's messages do not extend the conversation seen so far (history was rewritten)")
+        idx = next((i for i in range(seen, len(messages)) if messages[i].get("role") == "assistant"), None)
+        if idx is None:
+            own = {"role": "assistant", "content": self.tokenizer.decode(action_ids, skip_special_tokens=True)}
+            prefix, new = self.messages + [own], messages[seen:]
+        else:
+            prefix, new = messages[: idx + 1], messages[idx + 1:]
+        text = self.boundary_text(action_ids)
+        if new or not done:
+            text += self._delta(prefix, new, add_generation_prompt=not done)
+        obs = encode(self.tokenizer, text) if text else []
+        self.ids += list(action_ids) + obs
+        self.messages = messages
+        return obs

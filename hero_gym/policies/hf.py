@@ -1,0 +1,206 @@
+"""A Policy backed by a Hugging Face transformers causal LM, with its own batched decoding loop.
+
+Why not `model.generate`: it samples from the global torch RNG, so a request's output would depend on what else
+is in the batch. Here each request gets its own random stream seeded by ``ChatRequest.seed``.
+
+Batch and seed semantics:
+* Requests are decoded in micro-batches of `batch_size`, left-padded, with a KV cache.
+* Sampling for a request draws uniforms from a private ``torch.Generator`` seeded with its seed (one draw per
+  token, inverse-CDF on the CPU in float64), so the same prompt + seed + sampling parameters give the same tokens
+  whatever the batch holds (up to floating-point differences between batch shapes, which only matter when a
+  draw lands within ~1e-6 of a CDF boundary). ``seed=None`` draws a fresh seed.
+* ``temperature <= 0`` is greedy decoding (argmax).
+* ``logprobs`` are the model's log-probabilities of the sampled tokens at temperature 1 (the raw distribution,
+  before temperature and top-p), the quantity a trainer recomputes in its forward pass.
+* Decoding of a request stops at any end-of-turn token (EOS, ``<|im_end|>``, the model's generation-config EOS;
+  the stop token is kept in ``token_ids`` and left out of ``text``), when ``text`` comes to contain one of
+  ``ChatRequest.stop`` (finish_reason "stop"; the stop string stays in the text), or after `max_new_tokens`
+  (finish_reason "length").
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+
+import torch
+
+from hero_gym import chat
+from hero_gym.policies.base import ChatRequest
+from hero_gym.types import Generation
+
+
+class HFPolicy:
+    """Policy over a transformers causal LM. `model` and `tokenizer` stay public so trainers can reuse them.
+
+    Args:
+        model_or_path: a loaded model, or a spec for :func:`hero_gym.policies.models.load_model`
+            ("smollm2", "tiny", a folder, a hub id).
+        tokenizer: required with a loaded model; with a spec it defaults to the model's own.
+        device: where to put the model (default: leave it where it is).
+        dtype: weights dtype when loading from a spec.
+        batch_size: micro-batch size for decoding.
+        name: label for records (default: the spec or the model's class name).
+    """
+
+    def __init__(self, model_or_path, tokenizer=None, device=None, dtype=None, batch_size: int = 8, name=None):
+        if isinstance(model_or_path, (str, os.PathLike)):
+            from hero_gym.policies.models import load_model
+
+            model, own_tok = load_model(str(model_or_path), device=device, dtype=dtype)
+            tokenizer = tokenizer or own_tok
+            name = name or str(model_or_path)
+        else:
+            model = model_or_path
+            if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+                raise TypeError(f"model_or_path must be a transformers model or a model spec, got {type(model).__name__}")
+            if tokenizer is None:
+                raise ValueError("a tokenizer is required when passing a loaded model")
+            if device is not None:
+                model = model.to(device)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.name = name or type(model).__name__
+        self.stop_ids = chat.stop_token_ids(tokenizer, model)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else next(iter(self.stop_ids), 0))
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
+        self._seed_rng = random.Random()
+        # transformers 5.x renamed `past_key_values` to `cache`; peft wrappers hide the signature, so ask the base.
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        params = inspect.signature(base.forward).parameters
+        self._cache_kw = "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ----- public API ---------------------------------------------------------------------------------------
+    def prompt_ids(self, request: ChatRequest) -> list[int]:
+        """The ids generation starts from: `prompt_token_ids` verbatim, else the rendered chat template."""
+        if request.prompt_token_ids is not None:
+            return [int(t) for t in request.prompt_token_ids]
+        return chat.prompt_ids(self.tokenizer, request.messages, request.tools)
+
+    def generate(self, requests: list[ChatRequest]) -> list[Generation]:
+        """One Generation per request, in order; a bad request gets ``error`` set, the others still run."""
+        out: list[Generation | None] = [None] * len(requests)
+        jobs = []
+        vocab = self.model.config.vocab_size
+        for i, req in enumerate(requests):
+            try:
+                ids = self.prompt_ids(req)
+                if not ids:
+                    raise ValueError("empty prompt")
+                if min(ids) < 0 or max(ids) >= vocab:
+                    raise ValueError(f"prompt token ids must lie in [0, {vocab})")
+                budget = int(req.max_new_tokens)
+                if budget < 1:
+                    raise ValueError(f"max_new_tokens must be >= 1, got {req.max_new_tokens}")
+                if self.max_context is not None:
+                    if len(ids) >= self.max_context:
+                        raise ValueError(f"prompt of {len(ids)} tokens does not fit the model's context of "
+                                         f"{self.max_context}")
+                    budget = min(budget, self.max_context - len(ids))
+                jobs.append((i, ids, budget, req))
+            except Exception as e:  # one bad request must not sink the batch
+                out[i] = Generation(text="", error=f"{type(e).__name__}: {e}", finish_reason="error")
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start:start + self.batch_size]
+            try:
+                gens = self._decode(chunk)
+            except Exception as e:
+                gens = [Generation(text="", prompt_token_ids=ids, error=f"{type(e).__name__}: {e}",
+                                   finish_reason="error") for _, ids, _, _ in chunk]
+            for (i, *_), g in zip(chunk, gens):
+                out[i] = g
+        return out  # type: ignore[return-value]
+
+    # ----- decoding -----------------------------------------------------------------------------------------
+    def _pick(self, logits: torch.Tensor, req: ChatRequest, gen: torch.Generator | None) -> int:
+        if gen is None:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits.double() / float(req.temperature), dim=-1).cpu()
+        if req.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_p, 0) - sorted_p < req.top_p  # always keeps the top token
+            filtered = torch.zeros_like(probs)
+            filtered[order[keep]] = sorted_p[keep]
+            probs = filtered
+        cdf = torch.cumsum(probs, 0)
+        u = torch.rand(1, generator=gen, dtype=torch.float64) * cdf[-1]
+        return int(min(torch.searchsorted(cdf, u).item(), probs.numel() - 1))
+
+    @torch.inference_mode()
+    def _decode(self, chunk) -> list[Generation]:
+        device = self.device
+        n = len(chunk)
+        width = max(len(ids) for _, ids, _, _ in chunk)
+        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((n, width), dtype=torch.long)
+        for r, (_, ids, _, _) in enumerate(chunk):
+            input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attn[r, width - len(ids):] = 1
+        input_ids, attn = input_ids.to(device), attn.to(device)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        gens = []
+        for _, _, _, req in chunk:
+            if req.temperature is None or req.temperature <= 0:
+                gens.append(None)
+            else:
+                seed = req.seed if req.seed is not None else self._seed_rng.getrandbits(63)
+                gens.append(torch.Generator().manual_seed(int(seed) % (2**63)))
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logps: list[list[float]] = [[] for _ in range(n)]
+        finish: list[str | None] = [None] * n
+        steps = max(b for _, _, b, _ in chunk)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                             logits_to_keep=1)
+            for step in range(steps):
+                logits = out.logits[:, -1, :].float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                next_ids = []
+                for r, (_, _, budget, req) in enumerate(chunk):
+                    if finish[r] is not None:
+                        next_ids.append(self.pad_id)
+                        continue
+                    tok = self._pick(logits[r], req, gens[r])
+                    tokens[r].append(tok)
+                    logps[r].append(float(logprobs[r, tok]))
+                    next_ids.append(tok)
+                    if tok in self.stop_ids:
+                        finish[r] = "stop"
+                    elif req.stop and self._hit_stop(tokens[r], req.stop):
+                        finish[r] = "stop"
+                    elif len(tokens[r]) >= budget:
+                        finish[r] = "length"
+                if all(f is not None for f in finish):
+                    break
+                step_ids = torch.tensor(next_ids, dtype=torch.long, device=device).unsqueeze(1)
+                attn = torch.cat([attn, torch.ones((n, 1), dtype=torch.long, device=device)], dim=1)
+                positions = positions[:, -1:] + 1
+                cache = getattr(out, "cache", None)
+                if cache is None:
+                    cache = out.past_key_values
+                out = self.model(input_ids=step_ids, attention_mask=attn, position_ids=positions,
+                                 use_cache=True, **{self._cache_kw: cache})
+        finally:
+            if was_training:
+                self.model.train()
+        result = []
+        for r, (_, ids, _, _) in enumerate(chunk):
+            text = self.tokenizer.decode(tokens[r], skip_special_tokens=True)
+            result.append(Generation(text=text, token_ids=tokens[r], logprobs=logps[r], prompt_token_ids=list(ids),
+                                     finish_reason=finish[r] or "length"))
+        return result
+
+    def _hit_stop(self, ids: list[int], stops: list[str]) -> bool:
+        tail = self.tokenizer.decode(ids[-64:], skip_special_tokens=True)
+        return any(s and s in tail for s in stops)
