@@ -1,0 +1,270 @@
+"""The `hero-gym` command: list envs, evaluate policies, compare/plot/summarize/export runs, and dispatch to the
+data and training commands.
+
+Every mistake in the arguments ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+# Subcommands owned by other modules: everything after the name goes to them untouched.
+_DISPATCH = {
+    "data": ("hero_gym.download", "data_main", "download and verify benchmark data (hero-gym data --help)"),
+    "train": ("hero_gym.agents.cli", "train_main", "train a policy with HERO, SDPO, Full-Demo or GRPO"),
+    "sweep": ("hero_gym.agents.cli", "sweep_main", "train methods x turn budgets x seeds"),
+}
+
+
+class UsageError(Exception):
+    """A bad argument: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage dump
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    v = _non_negative_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    d = _DEMO if demo else {}
+    p.add_argument("--env", default=d.get("env"), required=not demo, help="registered env id (see `hero-gym envs`)")
+    p.add_argument("--split", default=d.get("split"), help="task split (default: the env's default split)")
+    p.add_argument("--policy", default=d.get("policy"), required=not demo,
+                   help="policy spec: smollm2 | hf:PATH | vllm:MODEL | http:URL#MODEL | oracle | random | pkg.mod:factory")
+    p.add_argument("--k", type=_positive_int, default=d.get("k", 1), help="attempts per task (default %(default)s)")
+    p.add_argument("--max-turns", type=_positive_int, default=d.get("max_turns"),
+                   help="agent turn budget per episode (default: the env's)")
+    p.add_argument("--tasks", default=d.get("tasks", "all"), help="'all', '0-9', '3' or '0-4,10' (default %(default)s)")
+    p.add_argument("--limit", type=_positive_int, default=d.get("limit"), help="only the first N selected tasks")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="base seed; each (task, attempt) derives its own")
+    p.add_argument("--out", default=d.get("out"), required=not demo, help="run directory (resumes if it exists)")
+    p.add_argument("--temperature", type=float, default=d.get("temperature", 1.0), help="sampling temperature (0 = greedy)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=d.get("max_new_tokens", 256),
+                   help="generation cap per turn (default %(default)s)")
+    p.add_argument("--user", default=d.get("user"), help="tau envs: simulated user, 'scripted' or 'llm:POLICY_SPEC'")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="episodes advanced together")
+    p.add_argument("--method", default=None, help="training method of the evaluated checkpoint (for budget sweeps)")
+    p.add_argument("--train-budget", type=_positive_int, default=None,
+                   help="training turn budget of the evaluated checkpoint (for budget sweeps)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# The README's main job: the embedded SmolLM2 on real tau2 retail tasks, small enough for a laptop CPU.
+_DEMO = {"env": "hero_gym/Tau2Retail-v0", "split": "test", "policy": "smollm2", "k": 2, "max_turns": 6,
+         "tasks": "0-4", "out": "results/demo", "temperature": 1.0, "max_new_tokens": 128, "user": "scripted"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hero-gym", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (it may register envs or define policy factories); repeatable")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("envs", help="list registered environments")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+
+    p = sub.add_parser("eval", help="evaluate a policy: k attempts per task, stored per episode, resumable")
+    _add_eval_options(p)
+
+    p = sub.add_parser("demo", help="evaluate the embedded SmolLM2 on 5 tau2 retail test tasks x 2 attempts")
+    _add_eval_options(p, demo=True)
+
+    p = sub.add_parser("summary", help="metrics table of runs (mean@k, pass@k, pass^k with 95%% CIs, turns)")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--k", type=_positive_int, default=None, help="k for pass@k/pass^k (default: fewest attempts)")
+    p.add_argument("--csv", help="also write the full table as CSV")
+
+    p = sub.add_parser("compare", help="head-to-head table of runs with paired tests against the first")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--k", type=_positive_int, default=None)
+    p.add_argument("--baseline", type=_non_negative_int, default=0, help="index of the baseline run (default 0)")
+    p.add_argument("--csv", help="write the table as CSV")
+    p.add_argument("--md", help="write the table as Markdown")
+
+    p = sub.add_parser("plot", help="figures from runs")
+    psub = p.add_subparsers(dest="plot", metavar="KIND", parser_class=_Parser)
+    for name, help_ in (("budget-sweep", "success and turns against the training turn budget, per method"),
+                        ("heatmap", "per-task success rate, one row per run")):
+        q = psub.add_parser(name, help=help_)
+        q.add_argument("runs", nargs="+", metavar="RUN")
+        q.add_argument("--out", required=True, help="PNG file to write")
+
+    p = sub.add_parser("export", help="export a run as chat JSONL (TRL/verl) or Parquet (flat fields)")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", required=True, help="F.jsonl (chat messages + tools) or F.parquet (flat fields)")
+    p.add_argument("--only-success", action="store_true", help="chat JSONL: successful episodes only")
+
+    for name, (_, _, help_) in _DISPATCH.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+# ----- commands ----------------------------------------------------------------------------------------------------
+def _cmd_envs(args) -> int:
+    import pandas as pd
+
+    from hero_gym.registry import ENV_SPECS
+
+    rows = [{"id": s.id, "splits": ", ".join(f"{k} {v}" for k, v in s.splits.items()), "default split": s.default_split,
+             "max turns": s.default_max_turns, "description": s.description} for s in ENV_SPECS.values()]
+    df = pd.DataFrame(rows)
+    print(df.to_markdown(index=False) if args.markdown else df.to_string(index=False))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from hero_gym.evaluate import run_eval
+
+    store = run_eval(args.env, args.policy, args.out, split=args.split, k=args.k, max_turns=args.max_turns,
+                     tasks=args.tasks, limit=args.limit, seed=args.seed, temperature=args.temperature,
+                     max_new_tokens=args.max_new_tokens, user=args.user, method=args.method,
+                     train_budget=args.train_budget, batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"run: {store.dir}")
+    return _print_summary([store.dir])
+
+
+def _print_summary(runs, k=None, csv=None) -> int:
+    from hero_gym.benchmarks.stats import format_summary, summarize
+    from hero_gym.records import load_frame
+
+    table = summarize(load_frame(runs), k)
+    if csv:
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(csv, index=False)
+    print(format_summary(table))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from hero_gym.benchmarks.compare import compare, to_markdown, write_tables
+
+    table = compare(args.runs, k=args.k, baseline=args.baseline)
+    write_tables(table, csv=args.csv, md=args.md)
+    print(to_markdown(table))
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    if not args.plot:
+        raise UsageError("hero-gym plot: choose budget-sweep or heatmap (see hero-gym plot --help)")
+    if not args.out.lower().endswith(".png"):
+        raise UsageError(f"hero-gym plot: --out must name a .png file, got {args.out!r}")
+    from hero_gym.benchmarks import plots
+
+    fn = plots.plot_budget_sweep if args.plot == "budget-sweep" else plots.plot_task_heatmap
+    fn(args.runs, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from hero_gym import records
+
+    if args.out.lower().endswith(".parquet"):
+        n = records.export_parquet(args.run, args.out)
+    elif args.out.lower().endswith(".jsonl"):
+        n = records.export_chat_jsonl(args.run, args.out, only_success=args.only_success)
+    else:
+        raise UsageError(f"hero-gym export: --out must end in .jsonl or .parquet, got {args.out!r}")
+    print(f"wrote {n} episodes to {args.out}")
+    return 0
+
+
+def _dispatch(name: str, argv: list[str]) -> int:
+    module, func, _ = _DISPATCH[name]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            raise UsageError(f"hero-gym {name}: not available in this install ({module} is missing)") from None
+        raise
+    return int(getattr(mod, func)(argv) or 0)
+
+
+def _cmd_summary(args) -> int:
+    return _print_summary(args.runs, args.k, args.csv)
+
+
+_COMMANDS = {"envs": _cmd_envs, "eval": _cmd_eval, "demo": _cmd_eval, "summary": _cmd_summary, "compare": _cmd_compare,
+             "plot": _cmd_plot, "export": _cmd_export}
+
+
+def _run(argv: list[str]) -> int:
+    parser = build_parser()
+    # Global options come first; the first word that is a command ends them.
+    i = 0
+    while i < len(argv) and argv[i] not in _DISPATCH and argv[i] not in _COMMANDS:
+        i += 2 if argv[i] == "--plugin" else 1
+    head, rest = argv[:i], argv[i:]
+    if rest and rest[0] in _DISPATCH:
+        args = parser.parse_args(head)
+        _import_plugins(args.plugin)
+        return _dispatch(rest[0], rest[1:])
+    args = parser.parse_args(argv)
+    _import_plugins(args.plugin)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    return _COMMANDS[args.command](args)
+
+
+def _import_plugins(modules: list[str]) -> None:
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            raise UsageError(f"hero-gym: cannot import plugin {m!r}: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `hero-gym`; returns the exit code (0 ok, 1 failure, 2 bad usage)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = bool(os.environ.get("HERO_GYM_DEBUG"))
+    from hero_gym.data import DataError
+    from hero_gym.records import RunStoreError
+
+    try:
+        return _run(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, RunStoreError, DataError, FileNotFoundError) as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; finished episodes are stored, run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # keep tracebacks for HERO_GYM_DEBUG=1; users get one line
+        if debug:
+            raise
+        print(f"error: {type(e).__name__}: {e} (set HERO_GYM_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
