@@ -60,10 +60,9 @@ def _user_kwarg(env_id: str, user: str | None) -> Any:
     if user == "scripted":
         return "scripted"
     if user.startswith("llm:") and len(user) > 4:
-        from hero_gym.envs.tau.users import LLMUser
         from hero_gym.policies.scripted import load_policy
 
-        return LLMUser(load_policy(user[4:]))
+        return load_policy(user[4:])  # TauEnv wraps a Policy in its LLMUser
     raise ValueError(f"bad --user {user!r}: use 'scripted' or 'llm:POLICY_SPEC'")
 
 
