@@ -104,7 +104,7 @@ class Shop:
         self._lower_asin = {a.lower(): a for a in catalogue.by_asin}
 
     # ----- search -------------------------------------------------------------------------------------------
-    def _top_products(self, keywords: list[str], rng: random.Random) -> list[str]:
+    def top_products(self, keywords: list[str], rng: random.Random) -> list[str]:
         """ASINs for the keywords, including the site's special first tokens ``<r>``, ``<a>``, ``<c>``, ``<q>``."""
         products = self.catalogue.products
         head = keywords[0] if keywords else ""
@@ -126,7 +126,7 @@ class Shop:
         key = tuple(keywords)
         # Next/Prev re-run the query upstream; the result is the same except for the random `<r>` listing.
         if s.hits_key != key or (keywords and keywords[0] == "<r>"):
-            s.hits = self._top_products(keywords, rng)
+            s.hits = self.top_products(keywords, rng)
             s.hits_key = key
         s.page, s.keywords, s.page_num = RESULTS, keywords, page_num
         s.asin, s.options, s.sub_page = None, {}, None

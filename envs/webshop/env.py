@@ -1,0 +1,288 @@
+"""The WebShop Gymnasium environment (text modes), on top of the page state machine in :mod:`pages`."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from typing import Any
+
+from hero_gym.env import TerminationReason, TextEnv
+
+from .pages import Session, Shop
+
+OBSERVATION_MODES = ("text", "text_rich")
+GOAL_KINDS = ("synthetic", "human")
+SEARCH_PLACEHOLDER = "search[<query>]"
+
+# Upstream's parser: `name[arg]` anchored at the start, greedy name, no newline inside.
+_UPSTREAM_ACTION = re.compile(r"(.+)\[(.+)\]")
+# An action inside a longer message (e.g. "Thought: ... Action: click[Buy Now]"): lower-case verb, not glued to a
+# preceding letter, argument on one line without ']'.
+_EMBEDDED_ACTION = re.compile(r"(?<![A-Za-z])(search|click)\[([^\]\n]+)\]")
+
+_cache_lock = threading.Lock()
+_shops: dict[tuple, Shop] = {}
+_goals: dict[tuple, list[dict]] = {}
+
+
+def get_shop(setting: str = "1k", seed: int = 0, show_attrs: bool = False) -> Shop:
+    """The shop (catalogue + search engine + reward) for a setting, built once per process and shared."""
+    key = (setting, seed, bool(show_attrs))
+    with _cache_lock:
+        shop = _shops.get(key)
+        if shop is None:
+            from .catalogue import load_catalogue
+            from .reward import get_reward
+            from .search import SearchEngine
+
+            base = next((s for k, s in _shops.items() if k[:2] == key[:2]), None)
+            if base is not None:  # same catalogue and index, other button set
+                shop = Shop(base.catalogue, base.search_engine, base.reward_fn, show_attrs=show_attrs)
+            else:
+                catalogue = load_catalogue(setting=setting, seed=seed)
+                shop = Shop(catalogue, SearchEngine(catalogue), get_reward, show_attrs=show_attrs)
+            _shops[key] = shop
+        return shop
+
+
+def get_goals(kind: str = "synthetic", setting: str = "1k", seed: int = 0) -> list[dict]:
+    """All goals of a kind in upstream order (after the seed-233 shuffle), built once per process."""
+    if kind not in GOAL_KINDS:
+        raise ValueError(f"goals must be one of {GOAL_KINDS}, got {kind!r}")
+    key = (kind, setting, seed)
+    goals = _goals.get(key)
+    if goals is None:
+        from .goals import build_goals
+
+        catalogue = get_shop(setting, seed).catalogue
+        with _cache_lock:
+            goals = _goals.setdefault(key, build_goals(catalogue, kind, seed))
+    return goals
+
+
+def task_goal_indices(kind: str, split: str, setting: str = "1k", seed: int = 0) -> list[int]:
+    """Indices into :func:`get_goals` that make up a split."""
+    from .goals import split_indices
+
+    return list(split_indices(kind, split, len(get_goals(kind, setting, seed))))
+
+
+def get_task_goal(kind: str, split: str, task_index: int, setting: str = "1k", seed: int = 0) -> dict:
+    """The goal dict of task `task_index` of a split (what an oracle needs to know about an episode)."""
+    idx = task_goal_indices(kind, split, setting, seed)
+    if not 0 <= task_index < len(idx):
+        raise ValueError(f"task_index {task_index} out of range for {kind} split {split!r} ({len(idx)} tasks)")
+    return get_goals(kind, setting, seed)[idx[task_index]]
+
+
+def parse_action(text: str) -> tuple[str | None, str | None, bool]:
+    """Find the action in an agent message: (verb, argument, embedded).
+
+    A message that starts with ``name[arg]`` is read exactly as upstream does (``search[a b]`` → ("search", "a b")).
+    Otherwise the LAST ``search[...]``/``click[...]`` anywhere in the message is taken (``embedded=True``), so a
+    reply like ``Thought: ... Action: click[Buy Now]`` works. Verbs are case-sensitive as upstream
+    (``Search[x]`` is not an action). Returns (None, None, False) when nothing action-shaped is found.
+    """
+    m = _UPSTREAM_ACTION.match(text)
+    if m is not None and m.group(1) in ("search", "click"):
+        return m.group(1), m.group(2), False
+    found = None
+    for found in _EMBEDDED_ACTION.finditer(text):
+        pass
+    if found is not None:
+        return found.group(1), found.group(2), True
+    return None, None, False
+
+
+def _why_no_action(text: str) -> str:
+    """A helpful reason for a message in which :func:`parse_action` found nothing."""
+    if re.search(r"(?i)(?<![a-z])(search|click)\[", text):
+        if re.search(r"(?<![A-Za-z])(search|click)\[\]", text):
+            return "empty argument: write search[keywords] or click[element] with something inside the brackets"
+        if not re.search(r"(?<![A-Za-z])(search|click)\[", text):
+            return "the verb must be lower case: search[...] or click[...]"
+        return "malformed action: the argument must be on one line and must not contain ']'"
+    m = _UPSTREAM_ACTION.match(text)
+    if m is not None:
+        return f"unknown action {m.group(1).strip()[:40]!r}: the only actions are search[...] and click[...]"
+    return "no action found: reply with search[keywords] or click[element]"
+
+
+DEFAULT_SYSTEM_PROMPT = """\
+You are shopping in WebShop, a simulated online store. The instruction shown on every page describes one product \
+to buy: find it, choose the options it asks for (such as size or color) and buy it within the stated price limit.
+
+Each turn you see the current web page as text, with fields separated by " [SEP] ". Reply with one action:
+- search[keywords] to search the store (from the search page), e.g. search[red cotton t-shirt];
+- click[element] to click a button, a product ID or an option value shown on the page, e.g. click[B07ABC1234], \
+click[large], click[Next >], click[< Prev], click[Back to Search], click[Description], click[Buy Now].
+Element names are matched without regard to case. Clicking an option value selects it; clicking Buy Now purchases \
+the product shown with the selected options and ends the episode, and you are scored on how well the purchase \
+matches the instruction. You have at most {max_turns} actions. You may reason before acting: the last action \
+written in your reply is the one taken."""
+
+
+class WebShopEnv(TextEnv):
+    """WebShop: buy the product an instruction describes in a simulated web shop, by searching and clicking.
+
+    ## Description
+    A text-mode reimplementation of princeton-nlp/WebShop (Yao et al., 2022) over its 1,000-product catalogue.
+    Pages (search, results, item, Description/Features/Reviews/Attributes, done), their text observations and the
+    navigation quirks follow upstream; search is BM25 in process (see :mod:`search`) and the reward is upstream's
+    (see :mod:`reward`). No HTML is rendered.
+
+    ## Action Space
+    Any string (:class:`hero_gym.env.AnyText`). ``search[keywords]`` or ``click[element]``, case of the verb as
+    upstream (lower case), the argument is lower-cased. A message that does not start with an action may contain
+    one: the last ``search[...]``/``click[...]`` in it is taken (see :func:`parse_action`).
+    Upstream semantics for other actions: the page does not change and the reward is 0. Here the step also sets
+    ``info["invalid"] = True`` and ``info["invalid_reason"]``. Search is accepted on every page (upstream quirk),
+    a click only on an element of the current page (``info["available_actions"]["clickables"]``), never on the
+    "search" button. ``info["valid_actions"]`` lists the actions as strings (``search[<query>]`` when the page
+    has a search bar, then ``click[...]`` for every clickable element).
+
+    ## Observation Space
+    Any string. ``observation_mode="text"``: the page's text fields joined by " [SEP] "; the search page starts
+    with "WebShop [SEP] Instruction: [SEP] <instruction>", other pages with "Instruction: [SEP] <instruction>",
+    the done page with "Thank you for shopping with us!" and includes the block hidden by CSS upstream.
+    ``"text_rich"``: one field per line, buttons as ``[button] X [button_]``, option values indented, chosen ones
+    ``[clicked button] X [clicked button_]`` with "You have clicked X." lines first, visited products marked.
+
+    ## Rewards
+    0 on every step but Buy Now; on Buy Now upstream's score in [0, 1]: (matched goal attributes + matched goal
+    options + price within bound) / (their count), times a product-type factor. ``info["reward_info"]`` has the
+    components. Success means reward 1.0.
+
+    ## Episode End
+    Terminated when the agent clicks Buy Now (``termination_reason="purchase"``). Truncated when the turn budget
+    runs out (reward 0, ``termination_reason="turn_budget"``).
+
+    ## Turn Budget
+    ``max_turns`` actions (default 15, ReAct's WebShop cap). Upstream has no limit inside the env.
+
+    ## Termination Reasons
+    ``purchase`` (any reward; ``info["success"]`` tells reward == 1.0), ``turn_budget``.
+
+    ## Arguments
+    goals: "synthetic" (6,910 generated goals on the 1k catalogue) or "human" (human-written goals).
+    split: a split of :func:`goals.split_indices` (synthetic: test = goals 0-499, train = 500+, all).
+    max_turns: turn budget. task_index: fixed task for every reset (else ``reset(options={"task_index": i})`` or a
+    seeded draw). observation_mode: "text" or "text_rich". setting: catalogue setting ("1k"). seed: seed of goal
+    generation (price bounds). render_mode: None or "ansi". show_attrs: show the Attributes button (upstream
+    default False). list_actions_in_messages: append the valid actions to each observation in
+    ``info["messages"]`` (never to the observation itself). system_prompt: replaces the default system prompt
+    (``{max_turns}`` is filled in).
+
+    ## Version History
+    v0: first version (upstream text env semantics, BM25 search, deterministic goal price bounds).
+    """
+
+    default_max_turns = 15
+
+    def __init__(self, goals: str = "synthetic", split: str = "test", max_turns: int | None = 15,
+                 task_index: int | None = None, observation_mode: str = "text", setting: str = "1k", seed: int = 0,
+                 render_mode: str | None = None, show_attrs: bool = False, list_actions_in_messages: bool = True,
+                 system_prompt: str | None = None):
+        if goals not in GOAL_KINDS:
+            raise ValueError(f"goals must be one of {GOAL_KINDS}, got {goals!r}")
+        if observation_mode not in OBSERVATION_MODES:
+            raise ValueError(f"observation_mode must be one of {OBSERVATION_MODES}, got {observation_mode!r}")
+        self.goal_kind, self.split, self.setting, self.seed = goals, split, setting, seed
+        self.observation_mode = observation_mode
+        self.list_actions_in_messages = bool(list_actions_in_messages)
+        self._system_template = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
+        self.shop = get_shop(setting, seed, show_attrs)
+        self._all_goals = get_goals(goals, setting, seed)
+        self._indices = task_goal_indices(goals, split, setting, seed)
+        if not self._indices:
+            raise ValueError(f"split {split!r} of the {goals} goals is empty for setting {setting!r}")
+        super().__init__(max_turns=max_turns, task_index=task_index, render_mode=render_mode)
+        self._session: Session | None = None
+        self._rng = random.Random(0)
+        self._messages: list[dict] = []
+
+    # ----- TextEnv hooks ---------------------------------------------------------------------------------------
+    def _num_tasks(self) -> int:
+        return len(self._indices)
+
+    def _task_id(self, task_index: int) -> str:
+        return f"{self.goal_kind}-{self._indices[task_index]}"
+
+    @property
+    def goal(self) -> dict | None:
+        """The current episode's goal (privileged: for oracles and analysis, never for the agent's prompt)."""
+        return None if self._session is None else self._session.goal
+
+    def _reset_task(self, task_index: int) -> tuple[str, dict]:
+        goal = self._all_goals[self._indices[task_index]]
+        self._session = Session(instruction=goal["instruction_text"], goal=goal)
+        # Only the `<r>` search draws randomness; seed it from the env's generator so episodes replay exactly.
+        self._rng = random.Random(int(self.np_random.integers(2**63)))
+        obs = self.shop.render(self._session, self.observation_mode)
+        available = self.shop.available_actions(self._session)
+        try:
+            system = self._system_template.format(max_turns=self.max_turns)
+        except (KeyError, IndexError, ValueError):  # a custom prompt with other braces is used verbatim
+            system = self._system_template
+        self._messages = [{"role": "system", "content": system},
+                          {"role": "user", "content": self._user_message(obs, available)}]
+        return obs, self._extra(available)
+
+    def _step_turn(self, action: str) -> tuple[str, float, bool, str | None, dict]:
+        s = self._session
+        available = self.shop.available_actions(s)
+        verb, arg, embedded = parse_action(action)
+        reason = None
+        reward, done = 0.0, False
+        if verb is None:
+            reason = _why_no_action(action)
+        else:
+            arg = arg.lower()
+            if verb == "search":
+                self.shop.search(s, arg, self._rng)
+            elif arg == "search" or arg not in available["clickables"]:
+                shown = ", ".join(c for c in available["clickables"] if c != "search") or "none"
+                reason = f"{arg!r} cannot be clicked on this page; clickable: {shown}"
+            else:
+                reward, done = self.shop.click(s, arg, self._rng)
+        obs = self.shop.render(s, self.observation_mode)
+        available = self.shop.available_actions(s)
+        self._messages.append({"role": "assistant", "content": action})
+        self._messages.append({"role": "user", "content": self._user_message(obs, available)})
+        extra = self._extra(available)
+        extra["action"] = None if verb is None else f"{verb}[{arg}]"
+        extra["action_embedded"] = embedded
+        if reason is not None:
+            extra["invalid"] = True
+            extra["invalid_reason"] = reason
+        if done:
+            extra["reward_info"] = s.reward_info
+            extra["purchased"] = {"asin": s.asin, "options": dict(s.options)}
+            return obs, reward, True, TerminationReason.PURCHASE.value, extra
+        return obs, 0.0, False, None, extra
+
+    # ----- helpers -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def valid_actions(available: dict) -> list[str]:
+        """Action strings for an ``available_actions`` dict (the search placeholder first when there is a bar)."""
+        acts = [SEARCH_PLACEHOLDER] if available["has_search_bar"] else []
+        return acts + [f"click[{c}]" for c in available["clickables"] if c != "search"]
+
+    def _user_message(self, obs: str, available: dict) -> str:
+        if not self.list_actions_in_messages:
+            return obs
+        lines = "\n".join(f"- {a}" for a in self.valid_actions(available))
+        return f"{obs}\n\nAvailable actions:\n{lines}"
+
+    def _extra(self, available: dict) -> dict[str, Any]:
+        s = self._session
+        return {
+            "instruction": s.instruction,
+            "page": s.page,
+            "available_actions": available,
+            "valid_actions": self.valid_actions(available),
+            "messages": list(self._messages),
+            "tools": None,
+            "goal_index": self._indices[self._task_index] if self._task_index is not None else None,
+        }
