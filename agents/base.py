@@ -1,0 +1,455 @@
+"""The trainer base shared by GRPO, SDPO, Full-Demo and HERO, readable top to bottom.
+
+One optimiser step = ``grad_accum`` rollout batches; a rollout batch = ``tasks_per_step`` tasks x ``group_size``
+episodes collected through :func:`hero_gym.rollout.run_episodes` under the training turn budget. A method only
+says how a batch of trajectory groups becomes a loss (:meth:`Trainer.batch_loss`); everything else (model and
+optimiser setup, schedule, accumulation, logging, checkpoint/resume, periodic evaluation records) lives here.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hero_gym.agents.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from hero_gym.registry import get_spec
+from hero_gym.types import Trajectory
+
+METHODS = ("grpo", "sdpo", "full-demo", "hero")
+
+
+@dataclass
+class TrainConfig:
+    """Settings every method shares (method-specific ones live in each method's own config)."""
+
+    env_id: str = "hero_gym/WebShop-v0"
+    """Registered env id the rollouts run in."""
+    split: str = "train"
+    """Split the training tasks come from."""
+    tasks: list[int] | None = None
+    """Task subset (indices into `split`); None = every task of the split."""
+    model: str = "smollm2"
+    """Model spec for :func:`hero_gym.policies.models.load_model`: "smollm2", "tiny", a folder or a hub id."""
+    method: str = "hero"
+    """One of grpo, sdpo, full-demo, hero (the CLI picks the trainer class from it)."""
+    turn_budget: int = 15
+    """Training turn budget: max_turns of every training rollout (a rollout that runs out is a failure)."""
+    group_size: int = 8
+    """Rollouts per task per batch (G). GRPO needs G >= 2; the distillation methods work with G = 1."""
+    tasks_per_step: int = 4
+    """Distinct tasks per rollout batch."""
+    steps: int = 10
+    """Optimiser steps to train for."""
+    lr: float = 1e-5
+    """AdamW learning rate (peak, after warm-up)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup_steps: int = 0
+    """Linear warm-up steps."""
+    schedule: str = "constant"
+    """LR schedule after warm-up: constant, linear (to 0 at `steps`) or cosine."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 disables)."""
+    grad_accum: int = 1
+    """Rollout batches whose gradients are summed (averaged) into one optimiser step."""
+    micro_batch_size: int = 8
+    """Turns per forward pass; only memory depends on it (the loss is the same token mean for every value)."""
+    max_new_tokens: int = 256
+    """Generation cap per agent turn during rollouts."""
+    temperature: float = 1.0
+    """Sampling temperature of training rollouts; logits are scored at the same temperature."""
+    max_context_tokens: int = 4096
+    """Cap on a scored turn's context (older turns dropped first, see hero_gym.agents.context)."""
+    max_privileged_tokens: int = 2048
+    """Cap on a teacher's privileged block."""
+    seed: int = 0
+    """Seed of task sampling, episode seeds, torch/numpy/python RNGs."""
+    lora: bool = False
+    """Train LoRA adapters (peft, extra `lora`) instead of all weights."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling alpha."""
+    bf16: bool = True
+    """On a GPU, keep the model in bfloat16 (ignored on CPU, where the model's own dtype is kept)."""
+    grad_checkpointing: bool = False
+    """On a GPU, recompute activations in backward to save memory."""
+    device: str = "auto"
+    """"auto" (cuda when present, else cpu), "cpu" or "cuda[:n]"."""
+    teacher: str = "ema"
+    """Distillation teacher weights: current (the live model, no grad), ema (moving average) or frozen (initial)."""
+    teacher_update_rate: float = 0.05
+    """EMA rate r: teacher <- (1 - r) * teacher + r * student after every optimiser step (SDPO default 0.05)."""
+    rollout_backend: str = "hf"
+    """hf (the training model itself) or vllm (VLLMPolicy, weights synced after each update; GPU only)."""
+    rollout_batch_size: int | None = None
+    """Episodes the rollout engine advances together (None = all of a batch)."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Extra keyword arguments for the env (e.g. a user simulator choice)."""
+    eval_every: int = 0
+    """Evaluate every N optimiser steps (0 = only at the end when eval_split is set)."""
+    eval_split: str | None = None
+    """Split evaluated (None = no evaluation)."""
+    eval_tasks: list[int] | None = None
+    """Evaluation task subset (None = every task of eval_split)."""
+    eval_k: int = 1
+    """Attempts per evaluation task (mean@k / pass@k)."""
+    eval_max_turns: int | None = None
+    """Turn cap of evaluation episodes (None = the env's default)."""
+    eval_temperature: float = 1.0
+    """Sampling temperature of evaluation episodes."""
+    save_every: int = 1
+    """Write a checkpoint every N steps (0 = only at the end)."""
+    out_dir: str = "runs/train"
+    """Run directory: train_log.jsonl, checkpoint/, eval/<step>/ run stores."""
+    tensorboard: bool = False
+    """Also log scalars to TensorBoard (needs the tensorboard package)."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("turn_budget", "group_size", "tasks_per_step", "grad_accum", "micro_batch_size",
+                     "max_new_tokens", "max_context_tokens", "eval_k"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
+        if self.teacher not in ("current", "ema", "frozen"):
+            raise ValueError(f"teacher must be current, ema or frozen, got {self.teacher!r}")
+        if not 0 < self.teacher_update_rate <= 1:
+            raise ValueError(f"teacher_update_rate must be in (0, 1], got {self.teacher_update_rate}")
+        if self.rollout_backend not in ("hf", "vllm"):
+            raise ValueError(f"rollout_backend must be hf or vllm, got {self.rollout_backend!r}")
+        spec = get_spec(self.env_id)  # raises for an unknown id
+        for split, tasks in ((self.split, self.tasks), (self.eval_split, self.eval_tasks)):
+            if split is None:
+                continue
+            if split not in spec.splits:
+                raise ValueError(f"{self.env_id} has no split {split!r}; splits: {sorted(spec.splits)}")
+            n = spec.splits[split]
+            bad = [t for t in (tasks or []) if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < n]
+            if bad:
+                raise ValueError(f"task indices {bad[:5]} are not in {split!r} (0..{n - 1})")
+            if tasks is not None and not tasks:
+                raise ValueError(f"the task subset for split {split!r} is empty")
+
+
+def _resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+class Trainer:
+    """Shared training loop. Subclasses implement :meth:`batch_loss` (and may override :meth:`prepare`)."""
+
+    method_name = "base"
+
+    def __init__(self, config: TrainConfig, *, model=None, tokenizer=None, rollout_fn: Callable | None = None,
+                 policy=None, resume: bool = True):
+        config.validate()
+        self.config = config
+        self.out_dir = Path(config.out_dir)
+        self.device = _resolve_device(config.device)
+        if model is None:
+            from hero_gym.policies.models import load_model
+            model, tokenizer = load_model(config.model)
+        if tokenizer is None:
+            raise ValueError("a model passed in needs its tokenizer too")
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.model = self._setup_model(model)
+        self.rollout_fn = rollout_fn or _default_rollout
+        self._policy = policy
+        self.step = 0
+        self.counters: dict[str, int] = {}
+        set_all_seeds(config.seed)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.prepare()
+        if resume and (self.out_dir / "checkpoint").exists():
+            self.load(self.out_dir / "checkpoint")
+
+    # ----- setup ----------------------------------------------------------------------------------------------
+    def _setup_model(self, model):
+        cfg = self.config
+        if self.device.type == "cuda":
+            if cfg.bf16:
+                model = model.to(torch.bfloat16)
+            if cfg.grad_checkpointing:
+                model.gradient_checkpointing_enable()
+        model = model.to(self.device)
+        if cfg.lora:
+            try:
+                from peft import LoraConfig, get_peft_model
+            except ImportError:
+                raise ImportError("lora=True needs peft: pip install 'hero-gym[lora]'") from None
+            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                     target_modules="all-linear", task_type="CAUSAL_LM"))
+        return model
+
+    def prepare(self) -> None:
+        """Hook for a method's extra state (teacher copies, reference model); runs before a resume loads state."""
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.config
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return 1.0 - frac if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    @property
+    def policy(self):
+        """The rollout policy over the live model (built on first use)."""
+        if self._policy is None:
+            if self.config.rollout_backend == "vllm":
+                from hero_gym.policies.vllm import VLLMPolicy
+                self._policy = VLLMPolicy.from_model(self.model, self.tokenizer)
+            else:
+                from hero_gym.policies.hf import HFPolicy
+                self._policy = HFPolicy(self.model, self.tokenizer)
+        return self._policy
+
+    def extra_state(self) -> dict:
+        """Method state saved in checkpoints (teacher/reference weights)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`extra_state` saved."""
+
+    # ----- rollouts -------------------------------------------------------------------------------------------
+    def task_pool(self, split: str, tasks: list[int] | None) -> list[int]:
+        return list(tasks) if tasks is not None else list(range(get_spec(self.config.env_id).splits[split]))
+
+    def collect(self, step: int, micro: int) -> list[list[Trajectory]]:
+        """Rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro), G episodes each."""
+        cfg = self.config
+        pool = self.task_pool(cfg.split, cfg.tasks)
+        rng = np.random.default_rng([cfg.seed, step, micro])
+        tasks = rng.choice(pool, size=cfg.tasks_per_step, replace=len(pool) < cfg.tasks_per_step).tolist()
+        base = (cfg.seed * 1_000_003 + step * 1009 + micro * 101) % (2**31)
+        specs = [make_episode_spec(int(t), (base + i * cfg.group_size + g) % (2**31), cfg.split, attempt=g)
+                 for i, t in enumerate(tasks) for g in range(cfg.group_size)]
+        self.model.eval()
+        with torch.no_grad():
+            trajs = self.rollout_fn(
+                cfg.env_id, self.policy, specs,
+                env_kwargs={**cfg.env_kwargs, "max_turns": cfg.turn_budget},
+                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.rollout_batch_size,
+            )
+        self.model.train()
+        if len(trajs) != len(specs):
+            raise RuntimeError(f"rollout returned {len(trajs)} trajectories for {len(specs)} episodes")
+        return [trajs[i:i + cfg.group_size] for i in range(0, len(trajs), cfg.group_size)]
+
+    # ----- the loss (what differs per method) -----------------------------------------------------------------
+    def batch_loss(self, groups: list[list[Trajectory]], scale: float) -> dict:
+        """Compute the method's loss on one rollout batch and backpropagate ``loss * scale`` (micro-batched).
+
+        Returns scalar stats; must include "loss" (the batch loss value) and "loss_tokens".
+        """
+        raise NotImplementedError
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if loss.requires_grad:
+            loss.backward()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a run-long counter (logged each step), e.g. turns without a diagnosis."""
+        self.counters[name] = self.counters.get(name, 0) + int(n)
+
+    def after_optimizer_step(self) -> None:
+        """Hook run after every optimiser step (EMA teacher update, vLLM weight sync)."""
+        if self.config.rollout_backend == "vllm" and self._policy is not None:
+            self._policy.update_weights(self.model)
+
+    # ----- the loop -------------------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        """Collect, compute the loss, update once; log and return the step's stats."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        trajs: list[Trajectory] = []
+        rollout_s = 0.0
+        for micro in range(cfg.grad_accum):
+            r0 = time.perf_counter()
+            groups = self.collect(self.step, micro)
+            rollout_s += time.perf_counter() - r0
+            trajs += [t for g in groups for t in g]
+            for k, v in self.batch_loss(groups, 1.0 / cfg.grad_accum).items():
+                stats[k] = stats.get(k, 0.0) + float(v) / (cfg.grad_accum if k == "loss" else 1)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.after_optimizer_step()
+        self.step += 1
+        rec = {
+            "step": self.step, "method": self.method_name, "lr": lr, "grad_norm": float(grad_norm), **stats,
+            "episodes": len(trajs), "env_turns": sum(t.num_turns for t in trajs),
+            "success_rate": float(np.mean([t.success for t in trajs])) if trajs else 0.0,
+            "mean_reward": float(np.mean([t.reward for t in trajs])) if trajs else 0.0,
+            "mean_turns": float(np.mean([t.num_turns for t in trajs])) if trajs else 0.0,
+            "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, **{f"total_{k}": v for k, v in self.counters.items()},
+        }
+        if self.device.type == "cuda":
+            rec["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.log(rec)
+        return rec
+
+    def train(self) -> list[dict]:
+        """Run until `steps` (continuing a resumed run), evaluating and checkpointing as configured."""
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n")
+        history = []
+        while self.step < cfg.steps:
+            history.append(self.train_step())
+            last = self.step == cfg.steps
+            if cfg.eval_split and cfg.eval_every and self.step % cfg.eval_every == 0 and not last:
+                self.evaluate()
+            if (cfg.save_every and self.step % cfg.save_every == 0) or last:
+                self.save()
+        if cfg.eval_split and not (self.out_dir / "eval" / f"step_{self.step:05d}" / "run.json").exists():
+            self.evaluate()
+        return history
+
+    def describe(self) -> dict:
+        """Config of the run as JSON-able dicts (shared + method config)."""
+        d = {"train": dataclasses.asdict(self.config)}
+        mc = getattr(self, "method_config", None)
+        if mc is not None:
+            d["method"] = dataclasses.asdict(mc)
+        return d
+
+    def log(self, rec: dict) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "train_log.jsonl", "a") as f:
+            f.write(json.dumps(rec, default=float) + "\n")
+        if self.config.tensorboard:
+            if not hasattr(self, "_tb"):
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.out_dir / "tb"))
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self._tb.add_scalar(k, v, rec["step"])
+
+    # ----- evaluation -----------------------------------------------------------------------------------------
+    def evaluate(self) -> Path:
+        """Evaluate the current model on eval_split (k attempts per task) into out_dir/eval/step_NNNNN (a RunStore)."""
+        from hero_gym.records import RunStore, record_from_trajectory
+
+        cfg = self.config
+        spec = get_spec(cfg.env_id)
+        max_turns = cfg.eval_max_turns or spec.default_max_turns
+        tasks = self.task_pool(cfg.eval_split, cfg.eval_tasks)
+        name = f"{self.method_name}-B{cfg.turn_budget}-s{cfg.seed}-step{self.step}"
+        store = RunStore(self.out_dir / "eval" / f"step_{self.step:05d}")
+        store.init({"env": cfg.env_id, "split": cfg.eval_split, "policy": f"{cfg.model}+{self.method_name}",
+                    "k": cfg.eval_k, "max_turns": max_turns, "seed": cfg.seed, "method": self.method_name,
+                    "train_budget": cfg.turn_budget, "temperature": cfg.eval_temperature,
+                    "max_new_tokens": cfg.max_new_tokens, "name": name, "train_step": self.step, "tasks": tasks})
+        done = store.done_keys()
+        todo = [(t, a) for t in tasks for a in range(cfg.eval_k)
+                if (cfg.env_id, cfg.eval_split, t, a) not in done]
+        specs = [make_episode_spec(t, eval_seed(cfg.seed, t, a), cfg.eval_split, attempt=a) for t, a in todo]
+        if specs:
+            state = rng_state()  # evaluation must not shift the training RNG stream (resume equivalence)
+            self.model.eval()
+            with torch.no_grad():
+                trajs = self.rollout_fn(cfg.env_id, self.policy, specs,
+                                        env_kwargs={**cfg.env_kwargs, "max_turns": max_turns},
+                                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                                        batch_size=cfg.rollout_batch_size)
+            self.model.train()
+            set_rng_state(state)
+            store.append([record_from_trajectory(tr, attempt=a, policy=f"{cfg.model}+{self.method_name}",
+                                                 max_turns=max_turns, method=self.method_name,
+                                                 train_budget=cfg.turn_budget, run=name)
+                          for tr, (_, a) in zip(trajs, todo)])
+        return store.dir
+
+    # ----- checkpoints ----------------------------------------------------------------------------------------
+    def save(self, directory: str | Path | None = None) -> Path:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "extra": self.extra_state(),
+                 "counters": dict(self.counters)}
+        return save_checkpoint(directory or self.out_dir / "checkpoint", state,
+                               {"step": self.step, "method": self.method_name, **self.describe()})
+
+    def load(self, directory: str | Path) -> None:
+        state, meta = load_checkpoint(directory)
+        if meta.get("method") != self.method_name:
+            raise ValueError(f"checkpoint in {directory} is a {meta.get('method')!r} run, not {self.method_name!r}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.load_extra_state(state["extra"])
+        self.counters = dict(state.get("counters", {}))
+        set_rng_state(state["rng"])
+        self.step = int(meta["step"])
+
+
+# ----- helpers shared by the methods --------------------------------------------------------------------------
+def set_all_seeds(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def eval_seed(seed: int, task: int, attempt: int) -> int:
+    """Episode seed of an evaluation episode: depends only on (seed, task, attempt), like the harness's runs."""
+    return (seed * 7_919 + task * 131 + attempt) % (2**31)
+
+
+def make_episode_spec(task_index: int, seed: int, split: str | None, attempt: int = 0):
+    """The rollout engine's EpisodeSpec for one episode."""
+    from hero_gym.rollout import EpisodeSpec
+
+    return EpisodeSpec(task_index=task_index, attempt=attempt, seed=seed, split=split)
+
+
+def _default_rollout(env_id, policy, episodes, **kwargs):
+    from hero_gym.rollout import run_episodes
+    return run_episodes(env_id, policy, episodes, **kwargs)
+
+
+def clone_frozen(model):
+    """A no-grad copy of `model` (teacher / reference weights)."""
+    twin = copy.deepcopy(model)
+    twin.eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+@torch.no_grad()
+def ema_update(teacher, student, rate: float) -> None:
+    """teacher <- (1 - rate) * teacher + rate * student, parameter by parameter."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.lerp_(s.detach().to(t.dtype), rate)

@@ -1,0 +1,139 @@
+"""On-policy self-distillation over agent turns, shared by SDPO, Full-Demo and HERO.
+
+For each agent turn t that the method gives a privileged block, the student scores its own action tokens from its
+turn-t context and the teacher (same model, or an EMA/frozen copy; no gradient) scores the same tokens from that
+context plus the block. The loss is the divergence by ``alpha`` per action token, token-mean over all scored
+tokens of the batch. Turns without a block contribute nothing (and are counted).
+
+A method subclass implements :meth:`SelfDistillTrainer.privileged_block` and optionally :meth:`prepare_groups`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hero_gym.agents.base import Trainer, clone_frozen, ema_update
+from hero_gym.agents.context import TeacherContextBuilder, TurnItem, student_context
+from hero_gym.agents.losses import token_divergence
+from hero_gym.agents.scoring import action_logits, chunks
+from hero_gym.types import Trajectory
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+
+
+def load_prompt(name: str) -> str:
+    """Text of a versioned template in agents/prompts (e.g. "hero_teacher_v1")."""
+    path = PROMPTS_DIR / f"{name}.txt"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROMPTS_DIR.glob("*.txt"))
+        raise FileNotFoundError(f"no prompt template {name!r}; available: {known}")
+    return path.read_text()
+
+
+@dataclass
+class DistillConfig:
+    """Divergence settings shared by the distillation methods."""
+
+    alpha: float = 0.5
+    """Divergence: 0 forward KL, 1 reverse KL, in between generalised JSD (0.5 symmetric; SDPO default)."""
+    topk: int | None = 100
+    """Distil on the student's top-K tokens only (None = full vocabulary). SDPO default 100."""
+    add_tail: bool = True
+    """With top-K, add the remaining probability mass as one extra bin (else renormalise the K bins)."""
+
+
+class SelfDistillTrainer(Trainer):
+    """Trainer base for the self-distillation methods."""
+
+    method_config: DistillConfig
+
+    def __init__(self, config, method_config: DistillConfig | None = None, **kwargs):
+        self.method_config = method_config or self.default_method_config()
+        self._check_method_config()
+        super().__init__(config, **kwargs)
+
+    def default_method_config(self) -> DistillConfig:
+        return DistillConfig()
+
+    def _check_method_config(self) -> None:
+        mc = self.method_config
+        if not 0 <= mc.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {mc.alpha}")
+        if mc.topk is not None and (isinstance(mc.topk, bool) or not isinstance(mc.topk, int) or mc.topk < 1):
+            raise ValueError(f"topk must be a positive integer or None, got {mc.topk!r}")
+
+    def prepare(self) -> None:
+        self.teacher_builder = TeacherContextBuilder(self.tokenizer, self.config.max_privileged_tokens)
+        self.teacher_model = None if self.config.teacher == "current" else clone_frozen(self.model)
+
+    def extra_state(self) -> dict:
+        return {"teacher": self.teacher_model.state_dict()} if self.teacher_model is not None else {}
+
+    def load_extra_state(self, state: dict) -> None:
+        if self.teacher_model is not None:
+            self.teacher_model.load_state_dict(state["teacher"])
+
+    def after_optimizer_step(self) -> None:
+        if self.config.teacher == "ema":
+            ema_update(self.teacher_model, self.model, self.config.teacher_update_rate)
+        super().after_optimizer_step()
+
+    # ----- what each method defines -----------------------------------------------------------------------------
+    def prepare_groups(self, groups: list[list[Trajectory]]) -> None:
+        """Hook run once per batch before blocks are asked for (HERO reflects here)."""
+
+    def privileged_block(self, traj: Trajectory, turn: int, group: list[Trajectory]) -> str | None:
+        """The privileged text the teacher sees before turn `turn`'s action, or None for no loss on that turn."""
+        raise NotImplementedError
+
+    # ----- the shared loss --------------------------------------------------------------------------------------
+    def build_items(self, groups: list[list[Trajectory]]) -> list[TurnItem]:
+        """One item per agent turn that gets a block: student ids from the trajectory, teacher ids = + block."""
+        self.prepare_groups(groups)
+        items: list[TurnItem] = []
+        k = 0
+        for group in groups:
+            for traj in group:
+                for t, turn in enumerate(traj.turns):
+                    if not turn.action_token_ids:
+                        continue
+                    block = self.privileged_block(traj, t, group)
+                    if block is None:
+                        self.count("turns_without_block")
+                        continue
+                    s_ids = student_context(traj, t, self.config.max_context_tokens)
+                    items.append(TurnItem(k, t, s_ids, list(turn.action_token_ids),
+                                          self.teacher_builder.build(s_ids, block)))
+                k += 1
+        return items
+
+    def teacher_logits(self, items: list[TurnItem]) -> torch.Tensor:
+        model = self.teacher_model if self.teacher_model is not None else self.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            logits, _, _ = action_logits(model, [i.teacher_ids for i in items], [i.action_ids for i in items],
+                                         self.pad_id, self.config.temperature)
+        model.train(was_training)
+        return logits
+
+    def batch_loss(self, groups: list[list[Trajectory]], scale: float) -> dict:
+        mc = self.method_config
+        items = self.build_items(groups)
+        total = sum(len(i.action_ids) for i in items)
+        n_turns = sum(len(t.turns) for g in groups for t in g)
+        stats = {"loss": 0.0, "loss_tokens": total, "scored_turns": len(items), "turns": n_turns}
+        if not total:
+            return stats
+        for chunk in chunks(items, self.config.micro_batch_size):
+            t_logits = self.teacher_logits(chunk)
+            s_logits, _, mask = action_logits(self.model, [i.student_ids for i in chunk],
+                                              [i.action_ids for i in chunk], self.pad_id, self.config.temperature)
+            per_tok = token_divergence(s_logits, t_logits, mc.alpha, mc.topk, mc.add_tail)
+            loss = (per_tok * mask).sum() / total
+            self.backward(loss * scale)
+            stats["loss"] += float(loss.detach())
+        return stats

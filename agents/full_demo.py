@@ -1,0 +1,87 @@
+"""Full-Demo privileged teacher: the teacher sees a complete successful trajectory of the same task.
+
+The demonstration is a successful sibling rollout of the same group (the first one that is not the trajectory
+itself, as SDPO does), or the env's oracle trajectory when configured. A trajectory with no demonstration gets
+no loss; such trajectories are counted (``total_trajectories_without_demo`` in the log).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from hero_gym.agents.context import render_trajectory
+from hero_gym.agents.distill import DistillConfig, SelfDistillTrainer, load_prompt
+from hero_gym.types import Trajectory
+
+DEMO_SOURCES = ("sibling", "oracle", "sibling_then_oracle")
+
+
+@dataclass
+class FullDemoConfig(DistillConfig):
+    """Full-Demo settings."""
+
+    template: str = "full_demo_teacher_v1"
+    """Teacher template in agents/prompts (fields: {demonstration})."""
+    demo_source: str = "sibling"
+    """sibling (a successful rollout of the same group), oracle (the env's oracle trajectory) or
+    sibling_then_oracle (oracle only when no sibling succeeded)."""
+    success_threshold: float = 0.5
+    """A sibling counts as successful when its reward reaches this (SDPO's effective default 0.5)."""
+    reprompt_on_self_success: bool = False
+    """Allow a successful trajectory to be its own demonstration (SDPO's default: no)."""
+    max_demo_chars_per_message: int = 1000
+    """Per-message character cap when the demonstration is rendered as text."""
+
+
+class FullDemoTrainer(SelfDistillTrainer):
+    """Self-distillation with a full successful trajectory of the task as privileged context."""
+
+    method_name = "full-demo"
+    method_config: FullDemoConfig
+
+    def __init__(self, config, method_config: FullDemoConfig | None = None, *,
+                 oracle_fn: Callable[[Trajectory], Trajectory | None] | None = None, **kwargs):
+        self.oracle_fn = oracle_fn
+        super().__init__(config, method_config, **kwargs)
+
+    def default_method_config(self) -> FullDemoConfig:
+        return FullDemoConfig()
+
+    def prepare(self) -> None:
+        super().prepare()
+        mc = self.method_config
+        if mc.demo_source not in DEMO_SOURCES:
+            raise ValueError(f"demo_source must be one of {DEMO_SOURCES}, got {mc.demo_source!r}")
+        if mc.demo_source != "sibling" and self.oracle_fn is None:
+            raise ValueError(f"demo_source={mc.demo_source!r} needs an oracle_fn(trajectory) -> successful Trajectory")
+        self.template = load_prompt(mc.template)
+        self._demos: dict[int, str | None] = {}
+
+    def find_demo(self, traj: Trajectory, group: list[Trajectory]) -> Trajectory | None:
+        """The demonstration for `traj`, or None."""
+        mc = self.method_config
+        if mc.demo_source in ("sibling", "sibling_then_oracle"):
+            for other in group:
+                if other.reward >= mc.success_threshold and (other is not traj or mc.reprompt_on_self_success):
+                    return other
+        if mc.demo_source in ("oracle", "sibling_then_oracle"):
+            demo = self.oracle_fn(traj)
+            if demo is not None and demo.reward >= mc.success_threshold:
+                return demo
+        return None
+
+    def prepare_groups(self, groups: list[list[Trajectory]]) -> None:
+        self._demos = {}
+        for group in groups:
+            for traj in group:
+                demo = self.find_demo(traj, group)
+                if demo is None:
+                    self.count("trajectories_without_demo")
+                    self._demos[id(traj)] = None
+                else:
+                    text = render_trajectory(demo, self.method_config.max_demo_chars_per_message)
+                    self._demos[id(traj)] = self.template.format(demonstration=text)
+
+    def privileged_block(self, traj: Trajectory, turn: int, group: list[Trajectory]) -> str | None:
+        return self._demos.get(id(traj))
