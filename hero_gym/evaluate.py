@@ -60,10 +60,17 @@ def _user_kwarg(env_id: str, user: str | None) -> Any:
     if user == "scripted":
         return "scripted"
     if user.startswith("llm:") and len(user) > 4:
-        from hero_gym.policies.scripted import load_policy
-
-        return load_policy(user[4:])  # TauEnv wraps a Policy in its LLMUser
+        return _load_policy(user[4:], env_id)  # TauEnv wraps a Policy in its LLMUser
     raise ValueError(f"bad --user {user!r}: use 'scripted' or 'llm:POLICY_SPEC'")
+
+
+def _load_policy(spec: str, env_id: str) -> Any:
+    from hero_gym.policies.scripted import load_policy
+
+    try:
+        return load_policy(spec, env_id=env_id)
+    except (ImportError, AttributeError, TypeError) as e:  # a spec naming something that is not there is bad input
+        raise ValueError(f"cannot load policy {spec!r}: {e}") from None
 
 
 def run_eval(
@@ -130,9 +137,7 @@ def run_eval(
         pending = [(t, a) for t, a in wanted if (env_id, split, t, a) not in done]
         if pending:
             if isinstance(policy, str):
-                from hero_gym.policies.scripted import load_policy
-
-                policy = load_policy(policy, env_id=env_id)
+                policy = _load_policy(policy, env_id)
             _run_pending(store, env_id, split, policy, policy_name, pending, wanted, done, seed=int(seed),
                          max_turns=max_turns, temperature=float(temperature), max_new_tokens=max_new_tokens,
                          method=method, train_budget=train_budget, batch_size=batch_size, progress=progress,
