@@ -1,0 +1,178 @@
+"""In-process BM25 product search standing in for upstream's pyserini/Lucene index (no JVM).
+
+Documents are what upstream indexes (shared/docs/webshop.md §2.8): the lowercased title, description, first bullet
+point and option text ("name: v1, v2, and name2: ..."). Analysis imitates Anserini's default English analyzer: a
+regex approximation of Lucene's StandardTokenizer (UAX#29 word breaks), possessive "'s" removal, Lucene's 33 English
+stopwords and the Porter stemmer in the variant Lucene's PorterStemFilter implements (NLTK's MARTIN_EXTENSIONS).
+Scoring is Lucene's BM25 with pyserini's defaults k1=0.9, b=0.4, computed in float32 like Lucene, including its
+lossy one-byte document-length norms (which bm25s' exact lengths lack); the per-(term, document) scores are loaded
+into a bm25s index, which does the retrieval. Repeated query terms count repeatedly, as in Anserini's bag-of-words
+query. Ties go to the earlier product in the catalogue (Lucene's doc-id order).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import bm25s
+import numpy as np
+import regex
+from bm25s.stopwords import STOPWORDS_EN
+from nltk.stem.porter import PorterStemmer
+
+from .catalogue import Catalogue
+
+K1, B = 0.9, 0.4
+SEARCH_RETURN_N = 50
+# Lucene's EnglishAnalyzer stop set (bm25s ships exactly these 33 words).
+STOPWORDS = frozenset(STOPWORDS_EN)
+
+# A regex approximation of UAX#29 word breaks as Lucene's StandardTokenizer applies them: letters join across ':',
+# '.', '·', apostrophes (WB6-7); digits across '.', ',', ';', '⁄', apostrophes (WB11-12), fullwidth forms too; letters, digits, '_' and combining
+# marks join directly; each Han or Hiragana character is a token; emoji (with variation selectors, modifiers and
+# ZWJ sequences) are tokens; everything else (space, '-', '/', '"', '&', ...) breaks.
+_W = r"[[\p{L}\p{Nd}\p{M}_]--[\p{Han}\p{Hiragana}]]"
+_TOKEN = regex.compile(
+    r"[\p{Han}\p{Hiragana}]\p{M}*"
+    r"|\p{Extended_Pictographic}[\uFE0F\p{Emoji_Modifier}]*(?:\u200D\p{Extended_Pictographic}[\uFE0F\p{Emoji_Modifier}]*)*"
+    rf"|{_W}+(?:(?:(?<=\p{{L}}\p{{M}}*)[:.'‘’·：](?=\p{{L}})|(?<=\p{{Nd}}\p{{M}}*)[.,;'‘’⁄，；．](?=\p{{Nd}})){_W}+)*",
+    regex.V1,
+)
+_HAS_ALNUM = regex.compile(r"[\p{L}\p{N}\p{Extended_Pictographic}]")
+_POSSESSIVE = regex.compile(r"['’]s$")
+
+# Lucene's PorterStemmer is Martin Porter's reference implementation, with its departures from the 1980 paper
+# (e.g. 'technology' -> 'technolog'); NLTK's MARTIN_EXTENSIONS mode is the same algorithm. Snowball's "porter"
+# (PyStemmer) follows the paper and disagrees on such words. Words of one or two letters are left alone.
+_porter = PorterStemmer(mode=PorterStemmer.MARTIN_EXTENSIONS)
+_stems: dict[str, str] = {}
+
+
+def _stem(word: str) -> str:
+    s = _stems.get(word)
+    if s is None:
+        s = _stems[word] = _porter.stem(word, to_lowercase=False)
+    return s
+
+
+def analyze(text: str) -> list[str]:
+    """Index/query terms of ``text``: tokenize, lowercase, drop possessives and stopwords, Porter-stem."""
+    if not isinstance(text, str):
+        raise TypeError(f"text to analyze must be a string, got {type(text).__name__}")
+    out = []
+    for w in _TOKEN.findall(text.lower()):
+        w = _POSSESSIVE.sub("", w)
+        if w and w not in STOPWORDS and _HAS_ALNUM.search(w):
+            out.append(_stem(w))
+    return out
+
+
+def document_text(product: dict) -> str:
+    """The text upstream indexes for a product."""
+    option_text = ", and ".join(f"{name}: {', '.join(values)}" for name, values in product["options"].items())
+    bullets = product["BulletPoints"]
+    first = bullets[0] if bullets else ""
+    return " ".join([product["Title"], product["Description"], first, option_text]).lower()
+
+
+# ------------------------------------------------------------------------------------ Lucene BM25 arithmetic
+def _int_to_int4(i: int) -> int:
+    # Lucene SmallFloat.longToInt4: 4 significant bits (implicit leading one) plus a shift.
+    bits = i.bit_length()
+    if bits < 4:
+        return i
+    shift = bits - 4
+    return ((i >> shift) & 0x07) | ((shift + 1) << 3)
+
+
+def _int4_to_int(e: int) -> int:
+    bits, shift = e & 0x07, (e >> 3) - 1
+    return bits if shift == -1 else (bits | 0x08) << shift
+
+
+_FREE = 255 - _int_to_int4(2**31 - 1)  # lengths below this are stored exactly (24)
+
+
+def lucene_norm_length(length: int) -> int:
+    """The document length Lucene scores with: exact below 24 terms, then rounded down to 4 significant bits."""
+    if length < _FREE:
+        return length
+    return _FREE + _int4_to_int(_int_to_int4(length - _FREE))
+
+
+def lucene_bm25_matrix(doc_term_ids: list[list[int]], n_terms: int) -> dict:
+    """Per-(term, doc) Lucene BM25 scores in bm25s' index layout (term-major sparse: data/indices/indptr)."""
+    n_docs = len(doc_term_ids)
+    lengths = np.fromiter((len(d) for d in doc_term_ids), dtype=np.int64, count=n_docs)
+    flat_terms = np.fromiter((t for d in doc_term_ids for t in d), dtype=np.int64, count=int(lengths.sum()))
+    flat_docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    keys, tf = np.unique(flat_terms * n_docs + flat_docs, return_counts=True)  # sorted by term, then doc
+    terms, docs = keys // n_docs, keys % n_docs
+    df = np.bincount(terms, minlength=n_terms)
+    f32 = np.float32
+    avgdl = f32(lengths.sum() / max(n_docs, 1))
+    idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5)).astype(f32)
+    norm_len = np.array([lucene_norm_length(int(x)) for x in lengths], dtype=f32)
+    norm_inv = f32(1) / (f32(K1) * ((f32(1) - f32(B)) + f32(B) * norm_len / avgdl))
+    w = idf[terms]
+    data = w - w / (f32(1) + tf.astype(f32) * norm_inv[docs])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(terms, minlength=n_terms))])
+    return {"data": data.astype(f32), "indices": docs.astype(np.int32), "indptr": indptr, "num_docs": n_docs}
+
+
+class SearchEngine:
+    """BM25 over a catalogue. ``search(query, k)`` returns up to ``k`` ASINs, best first (empty for a query with no
+    indexed term). Build once per catalogue: :func:`search_engine_for` memoises it."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+        self.asins = [p["asin"] for p in catalogue.products]
+        vocab: dict[str, int] = {}
+        ids = []
+        for p in catalogue.products:
+            ids.append([vocab.setdefault(t, len(vocab)) for t in analyze(document_text(p))])
+        self.vocab = vocab
+        self._bm25 = bm25s.BM25(k1=K1, b=B, method="lucene")
+        # bm25s only sums precomputed per-(term, doc) scores at query time; we give it Lucene's.
+        self._bm25.scores = lucene_bm25_matrix(ids, len(vocab))
+        self._bm25.nonoccurrence_array = None  # what bm25s itself sets for the "lucene" variant
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SearchEngine({len(self.asins)} products, {len(self.vocab)} terms)"
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every product for ``query`` (catalogue order)."""
+        ids = [self.vocab[t] for t in analyze(query) if t in self.vocab]
+        if not ids:
+            return np.zeros(len(self.asins), dtype=np.float32)
+        with self._lock:
+            return self._bm25.get_scores_from_ids(ids)
+
+    def search(self, query: str, k: int = SEARCH_RETURN_N) -> list[str]:
+        """Top-``k`` ASINs for ``query``: highest score first, ties in catalogue order; only products that match
+        at least one query term."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        s = self.scores(query)
+        hits = np.flatnonzero(s > 0)
+        if len(hits) > k:
+            # Keep every doc tied with the k-th score, then sort stably so ties keep catalogue order.
+            kth = np.partition(s[hits], len(hits) - k)[len(hits) - k]
+            hits = hits[s[hits] >= kth]
+        order = hits[np.argsort(-s[hits], kind="stable")][:k]
+        return [self.asins[i] for i in order]
+
+
+_engines: dict[int, SearchEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def search_engine_for(catalogue: Catalogue) -> SearchEngine:
+    """The shared :class:`SearchEngine` of a catalogue (built on first use)."""
+    with _engines_lock:
+        eng = _engines.get(id(catalogue))
+        if eng is None or eng.catalogue is not catalogue:
+            eng = _engines[id(catalogue)] = SearchEngine(catalogue)
+        return eng
