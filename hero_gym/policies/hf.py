@@ -13,7 +13,7 @@ Batch and seed semantics:
 * ``logprobs`` are the model's log-probabilities of the sampled tokens at temperature 1 (the raw distribution,
   before temperature and top-p), the quantity a trainer recomputes in its forward pass.
 * Decoding of a request stops at any end-of-turn token (EOS, ``<|im_end|>``, the model's generation-config EOS;
-  the stop token is kept in ``token_ids`` and left out of ``text``), when ``text`` comes to contain one of
+  the stop token is kept in ``token_ids`` and left out of ``text``; other special tokens stay in ``text``), when ``text`` comes to contain one of
   ``ChatRequest.stop`` (finish_reason "stop"; the stop string stays in the text), or after `max_new_tokens`
   (finish_reason "length").
 """
@@ -196,11 +196,14 @@ class HFPolicy:
                 self.model.train()
         result = []
         for r, (_, ids, _, _) in enumerate(chunk):
-            text = self.tokenizer.decode(tokens[r], skip_special_tokens=True)
+            # The text is exactly the generated ids minus a final end-of-turn token (special tokens the model
+            # wrote mid-message stay), so text and ids never disagree.
+            body = tokens[r][:-1] if finish[r] == "stop" and tokens[r] and tokens[r][-1] in self.stop_ids else tokens[r]
+            text = self.tokenizer.decode(body, skip_special_tokens=False)
             result.append(Generation(text=text, token_ids=tokens[r], logprobs=logps[r], prompt_token_ids=list(ids),
                                      finish_reason=finish[r] or "length"))
         return result
 
     def _hit_stop(self, ids: list[int], stops: list[str]) -> bool:
-        tail = self.tokenizer.decode(ids[-64:], skip_special_tokens=True)
+        tail = self.tokenizer.decode(ids[-64:], skip_special_tokens=False)
         return any(s and s in tail for s in stops)

@@ -94,11 +94,10 @@ def load_default_model(device: str | None = None, dtype=None):
 
 
 def _load_folder(path, device=None, dtype=None):
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or "auto")
     if device is not None:
         model = model.to(device)
     model.eval()
