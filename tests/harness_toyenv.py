@@ -43,9 +43,21 @@ class ToyEnv(TextEnv):
         return obs, 0.0, False, None, {"messages": list(self._messages), "tools": None, "invalid": True}
 
 
-if TOY_ID not in ENV_SPECS:
-    register_env(EnvSpec(id=TOY_ID, entry_point=f"{__name__}:ToyEnv", splits={"test": N_TASKS},
-                         default_split="test", default_max_turns=3, description="toy env for harness tests"))
+def register() -> None:
+    if TOY_ID not in ENV_SPECS:
+        register_env(EnvSpec(id=TOY_ID, entry_point=f"{__name__}:ToyEnv", splits={"test": N_TASKS},
+                             default_split="test", default_max_turns=3, description="toy env for harness tests"))
+
+
+def unregister() -> None:
+    """Take the toy id out again so other test modules see only the real registry."""
+    import gymnasium as gym
+
+    ENV_SPECS.pop(TOY_ID, None)
+    gym.registry.pop(TOY_ID, None)
+
+
+register()  # importing the module (e.g. `hero-gym --plugin harness_toyenv`) registers the env
 
 
 def _task_of(messages) -> int:
