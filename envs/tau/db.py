@@ -77,10 +77,18 @@ def canonical(value: Any) -> str:
     is several times faster than ``str(to_hashable(...))``. Values JSON cannot hold (non-string keys, sets, other
     objects, which only a buggy tool could store) use the upstream form itself, tagged so the two never collide.
     """
-    try:
+    if _json_exact(value):
         return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return "\x00" + str(_hashable(value))
+    return "\x00" + str(_hashable(value))
+
+
+def _json_exact(value: Any) -> bool:
+    """True when json.dumps renders `value` without losing a distinction (json turns 1 and "1" keys alike)."""
+    if isinstance(value, dict):
+        return all(type(k) is str and _json_exact(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_exact(v) for v in value)
+    return value is None or isinstance(value, (str, int, float))
 
 
 class FrozenTable:

@@ -1,0 +1,153 @@
+"""Speed of TauEnv's reset + gold replay + reward against an upstream-style baseline doing the same work.
+
+Per task, both sides: reset, replay the gold tool calls as the agent's actions, send the required outputs to the
+user, and compute the reward. The baseline does what upstream tau-bench v1 does: re-read the JSON files from disk
+at reset, replay the tool calls on the loaded dicts, then for the reward hash the whole database
+(``sha256(str(to_hashable(db)))``), reload it from disk, replay the gold calls and hash again. TauEnv loads the data
+once per process, copies records on access and compares only touched records against a cached gold state.
+
+Both sides use the same tool functions, so the difference is the environment's own work. The first TauEnv pass
+over a split fills the gold-state cache; it is reported separately ("cold") from later passes ("warm").
+
+Run: ``HERO_GYM_DATA=/work/shared/data OMP_NUM_THREADS=1 python -m hero_gym.benchmarks.bench_tau [--reps 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import time
+from typing import Any
+
+from hero_gym.actions import format_tool_call
+from hero_gym.data import path
+from hero_gym.envs.tau.db import _SOURCES
+from hero_gym.envs.tau.env import TauEnv, domain_tools
+from hero_gym.envs.tau.reward import TERMINATE_TOOLS, outputs_said, run_tool
+from hero_gym.envs.tau.tasks import Task, load_tasks
+
+
+class _SilentUser:
+    """A user that answers nothing and never stops (the benchmark ends episodes itself)."""
+
+    def reset(self, task: Any, seed: int | None = None, **_: Any) -> str:
+        return "Hi, I need help."
+
+    def step(self, message: str) -> str:
+        return "ok"
+
+
+# ------------------------------------------------------------------------------------------ upstream-style side
+def to_hashable(value: Any) -> Any:
+    """Upstream's hashing normal form (our own code): sorted key/value tuples for dicts, tuples for lists."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, to_hashable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(to_hashable(v) for v in value)
+    if isinstance(value, set):
+        return tuple(sorted(to_hashable(v) for v in value))
+    return value
+
+
+def full_db_hash(db: dict) -> str:
+    return hashlib.sha256(str(to_hashable(db)).encode()).hexdigest()
+
+
+def load_from_disk(version: str, domain: str) -> dict[str, dict]:
+    """A fresh database read from the JSON files, as upstream's ``load_data`` does at every reset."""
+    db: dict[str, dict] = {}
+    cache: dict[str, Any] = {}
+    for table, (dataset, relpath, key) in _SOURCES[(version, domain)].items():
+        if relpath not in cache:
+            with open(path(dataset, relpath, verify=False)) as f:
+                cache[relpath] = json.load(f)
+        data = cache[relpath]
+        db[table] = data if key is None else data[key]
+    return db
+
+
+def upstream_style_episode(task: Task, tools: Any, actions: list[dict], said: list[str]) -> float:
+    """Reset (reload), run `actions`, then upstream's reward: hash, reload, replay gold, hash, outputs check."""
+    db = load_from_disk(task.version, task.domain)
+    for a in actions:
+        run_tool(db, tools, a["name"], a["kwargs"])
+    data_hash = full_db_hash(db)
+    gold = load_from_disk(task.version, task.domain)
+    for a in task.actions:
+        if a["name"] not in TERMINATE_TOOLS:
+            run_tool(gold, tools, a["name"], a["kwargs"])
+    reward = 1.0 if full_db_hash(gold) == data_hash else 0.0
+    if task.outputs and not all(outputs_said(task.outputs, said).values()):
+        reward = 0.0
+    return reward
+
+
+# ------------------------------------------------------------------------------------------------ TauEnv side
+def env_episode(env: TauEnv, index: int) -> float:
+    env.reset(options={"task_index": index})
+    task = env.task
+    for a in task.actions:
+        if a["name"] not in TERMINATE_TOOLS:
+            env.step(format_tool_call(a["name"], a["kwargs"]))
+    env.step("Done. " + " ".join(task.outputs))
+    reward, _ = env.compute_reward()
+    return reward
+
+
+def bench_split(version: str, domain: str, split: str, reps: int) -> dict:
+    env = TauEnv(domain, version, split, max_turns=100, user=_SilentUser())
+    tools, _ = domain_tools(domain, version)
+    tasks = env.tasks
+    t0 = time.perf_counter()
+    cold = [env_episode(env, i) for i in range(len(tasks))]
+    cold_ms = (time.perf_counter() - t0) * 1000 / len(tasks)
+    warm_ms = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for i in range(len(tasks)):
+            env_episode(env, i)
+        warm_ms.append((time.perf_counter() - t0) * 1000 / len(tasks))
+    base_ms, base_rewards = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        base_rewards = [
+            upstream_style_episode(
+                t, tools, [a for a in t.actions if a["name"] not in TERMINATE_TOOLS], ["Done. " + " ".join(t.outputs)]
+            )
+            for t in tasks
+        ]
+        base_ms.append((time.perf_counter() - t0) * 1000 / len(tasks))
+    warm, base = statistics.median(warm_ms), statistics.median(base_ms)
+    return {
+        "split": f"{version} {domain} {split}",
+        "tasks": len(tasks),
+        "env_cold_ms": cold_ms,
+        "env_warm_ms": warm,
+        "baseline_ms": base,
+        "speedup_warm": base / warm,
+        "speedup_cold": base / cold_ms,
+        "env_reward_mean": sum(cold) / len(cold),
+        "baseline_reward_mean": sum(base_rewards) / len(base_rewards),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--reps", type=int, default=3, help="timed passes per side (median reported)")
+    p.add_argument("--splits", default="v1/retail/test,v1/airline/test", help="comma-separated version/domain/split")
+    args = p.parse_args(argv)
+    rows = [bench_split(*s.split("/"), reps=args.reps) for s in args.splits.split(",")]
+    print("| split | tasks | TauEnv warm ms/task | TauEnv cold ms/task | upstream-style ms/task | speed-up (warm) | speed-up (cold) | reward env / baseline |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['split']} | {r['tasks']} | {r['env_warm_ms']:.2f} | {r['env_cold_ms']:.2f} | {r['baseline_ms']:.1f} | "
+            f"{r['speedup_warm']:.0f}x | {r['speedup_cold']:.0f}x | {r['env_reward_mean']:.3f} / {r['baseline_reward_mean']:.3f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
