@@ -135,3 +135,22 @@ def test_record_from_trajectory_copies_outcome_and_compute():
     assert rec.key == ("toy/Env-v0", "test", 3, 2)
     assert (rec.success, rec.reward, rec.turns, rec.env_steps, rec.tokens_out) == (True, 1.0, 2, 2, 9)
     assert rec.trajectory["messages"][1]["content"] == "hi"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 6), frac=st.floats(0.0, 1.0))
+def test_a_kill_at_any_byte_loses_only_unfinished_records(tmp_path_factory, n, frac):
+    store = make_run(tmp_path_factory.mktemp("run"), {t: [t % 2 == 0] for t in range(n)})
+    data = store.episodes_path.read_bytes()
+    cut = int(frac * len(data))
+    store.episodes_path.write_bytes(data[:cut])
+    ends = [i for i, b in enumerate(data) if b == ord("\n")]  # record j's JSON ends at byte ends[j]
+    complete = sum(1 for e in ends if e <= cut)  # JSON fully written (its newline may be missing)
+    fresh = RunStore(store.dir)
+    assert [r.task for r in fresh.load()] == list(range(complete))
+    fresh.append(record(99, 0, True))
+    assert [r.task for r in RunStore(store.dir).load()] == list(range(complete)) + [99]
+    assert all(json.loads(line) for line in store.episodes_path.read_text().splitlines())
