@@ -30,7 +30,7 @@ import ijson
 
 from hero_gym import data as hg_data
 
-from .text import remember_nouns, title_nouns, title_nouns_many
+from .text import known_nouns, remember_nouns, title_nouns, title_nouns_many
 
 # Bump when the prepared form changes, so stale caches are never read.
 CACHE_FORMAT = 1
@@ -301,9 +301,10 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
 
     ``setting`` "1k" reads the bundled 1,000-product files through :mod:`hero_gym.data`; "full" the 1.18M-product
     scrape (``items_path``/``attrs_path``/``human_ins_path`` override either). ``seed`` fixes the prices of ranged
-    products. The result is memoised in-process and pickled under ``cache_dir`` (default
-    ``$HERO_GYM_CACHE/webshop`` or ``~/.cache/hero_gym/webshop``) unless ``use_cache`` is False. Callers must treat
-    the catalogue as read-only: envs share it.
+    products; ``num_products`` keeps only the first N raw records, as upstream's ``num_products``. The result is
+    memoised in-process and pickled under ``cache_dir`` (default ``$HERO_GYM_CACHE/webshop`` or
+    ``~/.cache/hero_gym/webshop``); ``use_cache=False`` rebuilds from the inputs and stores nothing. Callers must
+    treat the catalogue as read-only: envs share it.
     """
     if setting not in _SETTINGS:
         raise ValueError(f"unknown WebShop setting {setting!r}; expected one of {sorted(_SETTINGS)}")
@@ -313,7 +314,7 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
         raise ValueError(f"num_products must be a positive int or None, got {num_products!r}")
     items, attrs, human = _resolve(setting, items_path, attrs_path, human_ins_path)
     key = _cache_key(setting, seed, num_products, (items, attrs, human))
-    if key in _loaded:
+    if use_cache and key in _loaded:
         return _loaded[key]
     cache_file = Path(cache_dir or default_cache_dir()) / f"catalogue-{key}.pkl"
     cat = _read_cache(cache_file) if use_cache else None
@@ -322,7 +323,8 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
         if use_cache:
             _write_cache(cache_file, cat)
     remember_nouns(cat.__dict__.pop("_nouns", {}))
-    _loaded[key] = cat
+    if use_cache:
+        _loaded[key] = cat
     return cat
 
 
@@ -340,7 +342,10 @@ def _build(setting, seed, num_products, items, attrs, human) -> Catalogue:
         names = sorted({p["name"] for p in products})
     else:
         names = sorted({p["name"] for p in products if p.get("instructions") or p.get("instruction_text")})
-    cat._nouns = dict(zip(names, title_nouns_many(names)))
+    nouns = {n: known_nouns(n) for n in names}
+    todo = [n for n, v in nouns.items() if v is None]  # another seed's build may have tagged them already
+    nouns.update(zip(todo, title_nouns_many(todo)))
+    cat._nouns = nouns
     return cat
 
 

@@ -88,6 +88,8 @@ def _nlp():
 def title_nouns_many(texts: Iterable[str], batch_size: int = 256) -> list[tuple[str, ...]]:
     """Lower-cased NOUN/PROPN tokens of each text, in order and with repeats (upstream divides by the list length)."""
     texts = list(texts)
+    if not texts:
+        return []
     for t in texts:
         if not isinstance(t, str):
             raise TypeError(f"title must be a string, got {type(t).__name__}: {t!r}")
