@@ -92,6 +92,8 @@ class TrainConfig:
     """EMA rate r: teacher <- (1 - r) * teacher + r * student after every optimiser step (SDPO default 0.05)."""
     rollout_backend: str = "hf"
     """hf (the training model itself) or vllm (VLLMPolicy, weights synced after each update; GPU only)."""
+    vllm_gpu_memory_utilization: float = 0.4
+    """Share of GPU memory the vLLM engine may take (the rest is for training)."""
     rollout_batch_size: int | None = None
     """Episodes the rollout engine advances together (None = all of a batch)."""
     env_kwargs: dict = field(default_factory=dict)
@@ -224,12 +226,25 @@ class Trainer:
         """The rollout policy over the live model (built on first use)."""
         if self._policy is None:
             if self.config.rollout_backend == "vllm":
-                from hero_gym.policies.vllm import VLLMPolicy
-                self._policy = VLLMPolicy.from_model(self.model, self.tokenizer)
+                self._policy = self._vllm_policy()
             else:
                 from hero_gym.policies.hf import HFPolicy
-                self._policy = HFPolicy(self.model, self.tokenizer)
+                self._policy = HFPolicy(self.model, self.tokenizer, name=f"{self.config.model}+{self.method_name}")
         return self._policy
+
+    def _vllm_policy(self):
+        # vLLM loads the weights itself from a folder; the trainer then pushes its weights after every update.
+        if self.config.lora:
+            raise ValueError("rollout_backend='vllm' with lora=True is not supported: merge adapters or train full weights")
+        from hero_gym.policies.vllm import VLLMPolicy
+        path = self.config.model
+        if path == "smollm2":
+            from hero_gym.policies.models import default_model_path
+            path = str(default_model_path())
+        policy = VLLMPolicy(path, gpu_memory_utilization=self.config.vllm_gpu_memory_utilization,
+                            dtype="bfloat16" if self.config.bf16 else "auto")
+        policy.update_weights(self.model.state_dict())
+        return policy
 
     def extra_state(self) -> dict:
         """Method state saved in checkpoints (teacher/reference weights)."""
@@ -282,7 +297,7 @@ class Trainer:
     def after_optimizer_step(self) -> None:
         """Hook run after every optimiser step (EMA teacher update, vLLM weight sync)."""
         if self.config.rollout_backend == "vllm" and self._policy is not None:
-            self._policy.update_weights(self.model)
+            self._policy.update_weights(self.model.state_dict())
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -344,7 +359,7 @@ class Trainer:
         d = {"train": dataclasses.asdict(self.config)}
         mc = getattr(self, "method_config", None)
         if mc is not None:
-            d["method"] = dataclasses.asdict(mc)
+            d["method_config"] = dataclasses.asdict(mc)
         return d
 
     def log(self, rec: dict) -> None:

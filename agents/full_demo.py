@@ -24,8 +24,8 @@ class FullDemoConfig(DistillConfig):
     template: str = "full_demo_teacher_v1"
     """Teacher template in agents/prompts (fields: {demonstration})."""
     demo_source: str = "sibling"
-    """sibling (a successful rollout of the same group), oracle (the env's oracle trajectory) or
-    sibling_then_oracle (oracle only when no sibling succeeded)."""
+    """sibling (a successful rollout of the same group), oracle (the env's scripted oracle run on the task, or the
+    trainer's `oracle_fn`) or sibling_then_oracle (oracle only when no sibling succeeded)."""
     success_threshold: float = 0.5
     """A sibling counts as successful when its reward reaches this (SDPO's effective default 0.5)."""
     reprompt_on_self_success: bool = False
@@ -54,9 +54,23 @@ class FullDemoTrainer(SelfDistillTrainer):
         if mc.demo_source not in DEMO_SOURCES:
             raise ValueError(f"demo_source must be one of {DEMO_SOURCES}, got {mc.demo_source!r}")
         if mc.demo_source != "sibling" and self.oracle_fn is None:
-            raise ValueError(f"demo_source={mc.demo_source!r} needs an oracle_fn(trajectory) -> successful Trajectory")
+            self.oracle_fn = self._env_oracle
+        self._oracle_cache: dict[tuple, Trajectory | None] = {}
         self.template = load_prompt(mc.template)
         self._demos: dict[int, str | None] = {}
+
+    def _env_oracle(self, traj: Trajectory) -> Trajectory | None:
+        """The env's scripted oracle run on the same task (env's default turn cap), cached per task."""
+        key = (traj.split, traj.task_index)
+        if key not in self._oracle_cache:
+            from hero_gym.agents.base import make_episode_spec
+            from hero_gym.policies.scripted import load_policy
+
+            oracle = load_policy("oracle", env_id=self.config.env_id)
+            [demo] = self.rollout_fn(self.config.env_id, oracle, [make_episode_spec(traj.task_index, 0, traj.split)],
+                                     env_kwargs=dict(self.config.env_kwargs), max_new_tokens=self.config.max_new_tokens)
+            self._oracle_cache[key] = demo if not demo.error else None
+        return self._oracle_cache[key]
 
     def find_demo(self, traj: Trajectory, group: list[Trajectory]) -> Trajectory | None:
         """The demonstration for `traj`, or None."""

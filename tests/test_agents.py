@@ -1,0 +1,367 @@
+"""Trainers end to end on a tiny model: contexts, masks, loss descent, resume, evaluation records.
+
+Most tests run a small scripted TextEnv (fast, deterministic); the slow ones run every method in the real
+WebShop env.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+
+import pytest
+import torch
+
+from hero_gym.agents import TrainConfig, make_trainer
+from hero_gym.agents.context import student_context
+from hero_gym.agents.full_demo import FullDemoConfig
+from hero_gym.agents.grpo import GRPOConfig
+from hero_gym.agents.hero import HEROConfig
+from hero_gym.agents.sdpo import SDPOConfig
+from hero_gym.env import TextEnv
+from hero_gym.policies.base import CallablePolicy
+from hero_gym.policies.models import tiny_model
+from hero_gym.rollout import run_episodes
+
+SECRET = "ZEBRA-DIAGNOSIS"  # text only a reflector writes; must never reach a student context
+
+
+class CountE(TextEnv):
+    """Three-turn toy task: the final reward is the share of 'e' letters asked for; every reply is unique."""
+
+    default_max_turns = 3
+
+    def __init__(self, split="train", max_turns=None, **_):
+        super().__init__(max_turns=max_turns)
+
+    def _num_tasks(self):
+        return 6
+
+    def _reset_task(self, i):
+        return f"Task {i}: write the letter e as often as you can.", {}
+
+    def _step_turn(self, action):
+        if self._turns >= 3:
+            return f"REPLY-{self._turns}: finished", min(1.0, action.count("e") / 4), True, None, {}
+        return f"REPLY-{self._turns}: you wrote {len(action)} characters", 0.0, False, None, {}
+
+
+def toy_rollout(env_id, policy, specs, **kw):
+    return run_episodes(CountE, policy, specs, **kw)
+
+
+def scripted_reflector(turns_to_diagnose=(1,)):
+    def reflect(messages, tools):
+        return "\n".join(json.dumps({"turn": t, "necessary": False, "valid": True, "cause": f"{SECRET} on turn {t}"})
+                         for t in turns_to_diagnose)
+    return CallablePolicy(reflect, name="scripted-reflector")
+
+
+def config(tmp_path, method, **kw):
+    base = dict(env_id="hero_gym/WebShop-v0", split="train", tasks=[0, 1, 2, 3], method=method, group_size=2,
+                tasks_per_step=2, steps=2, max_new_tokens=10, lr=1e-2, out_dir=str(tmp_path / method), save_every=1,
+                micro_batch_size=3, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+METHOD_CONFIGS = {
+    "grpo": lambda: GRPOConfig(),
+    "sdpo": lambda: SDPOConfig(topk=20),
+    "full-demo": lambda: FullDemoConfig(topk=20, success_threshold=0.0),  # every sibling counts as a demo
+    "hero": lambda: HEROConfig(topk=20),
+}
+
+
+def build(tmp_path, method, model_seed=0, cfg_kw=None, **kw):
+    model, tok = tiny_model(seed=model_seed)
+    if method == "hero":
+        kw.setdefault("reflector", scripted_reflector((1, 3)))
+    return make_trainer(config(tmp_path, method, **(cfg_kw or {})), METHOD_CONFIGS[method](), model=model, tokenizer=tok,
+                        rollout_fn=toy_rollout, **kw)
+
+
+# ----- configuration ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field,value,match", [
+    ("method", "ppo", "method"), ("split", "nope", "split"), ("tasks", [0, 99999], "task indices"),
+    ("group_size", 0, "group_size"), ("teacher", "old", "teacher"), ("lr", 0.0, "lr"), ("tasks", [], "empty"),
+    ("env_id", "hero_gym/Nope-v0", "unknown environment"),
+])
+def test_bad_config_raises(tmp_path, field, value, match):
+    cfg = dataclasses.replace(config(tmp_path, "sdpo"), **{field: value})
+    with pytest.raises(ValueError, match=match):
+        cfg.validate()
+
+
+def test_grpo_refuses_group_size_one_unless_allowed(tmp_path):
+    model, tok = tiny_model()
+    with pytest.raises(ValueError, match="group_size=1"):
+        make_trainer(config(tmp_path, "grpo", group_size=1), model=model, tokenizer=tok, rollout_fn=toy_rollout)
+    tr = make_trainer(config(tmp_path, "grpo", group_size=1), GRPOConfig(allow_single_rollout=True), model=model,
+                      tokenizer=tok, rollout_fn=toy_rollout)
+    with pytest.warns(RuntimeWarning, match="group size 1"):
+        stats = tr.batch_loss(tr.collect(0, 0), 1.0)
+    assert stats["active_tokens"] == 0 and stats["loss"] == 0.0
+
+
+# ----- contexts ------------------------------------------------------------------------------------------------
+def test_student_context_is_the_trajectory_prefix_and_truncation_keeps_prompt_and_recent_turns(tmp_path):
+    tr = build(tmp_path, "sdpo")
+    traj = tr.collect(0, 0)[0][0]
+    ids, spans = traj.token_ids(), traj.turn_spans()
+    for t in range(traj.num_turns):
+        assert student_context(traj, t) == ids[:spans[t][0]]
+    last = traj.num_turns - 1
+    prev = traj.turns[last - 1]
+    cap = len(traj.prompt_token_ids) + len(prev.action_token_ids) + len(prev.obs_token_ids) + len(traj.turns[last].action_token_ids)
+    cut = student_context(traj, last, cap)
+    assert cut == list(traj.prompt_token_ids) + prev.action_token_ids + prev.obs_token_ids  # oldest turn dropped
+    tiny = student_context(traj, last, len(traj.turns[last].action_token_ids) + 5)
+    assert tiny == ids[:spans[last][0]][-5:]  # only the newest tokens survive a cap below the prompt's length
+    with pytest.raises(IndexError):
+        student_context(traj, traj.num_turns)
+
+
+def _decode(tok, ids):
+    return tok.decode(ids, skip_special_tokens=False)
+
+
+@pytest.mark.parametrize("method", ["sdpo", "hero", "full-demo"])
+def test_teacher_contexts_hold_exactly_the_promised_block(tmp_path, method):
+    tr = build(tmp_path, method)
+    groups = tr.collect(0, 0)
+    items = tr.build_items(groups)
+    trajs = [t for g in groups for t in g]
+    header = tr.teacher_builder.header_ids
+    assert header and items
+    for it in items:
+        traj = trajs[it.traj_index]
+        turn = traj.turns[it.turn_index]
+        # Student: exactly the trajectory's own prefix, nothing privileged (ids and decoded text).
+        assert it.student_ids == traj.token_ids()[:traj.turn_spans()[it.turn_index][0]]
+        assert it.action_ids == turn.action_token_ids
+        s_text = _decode(tr.tokenizer, it.student_ids)
+        assert "Hindsight" not in s_text and SECRET not in s_text and turn.observation not in s_text
+        # Teacher: the student's ids with one user block spliced in before the assistant header.
+        n = len(it.teacher_ids) - len(it.student_ids)
+        assert it.teacher_ids[:len(it.student_ids) - len(header)] == it.student_ids[:-len(header)]
+        assert it.teacher_ids[-len(header):] == header == it.student_ids[-len(header):]
+        block = _decode(tr.tokenizer, it.teacher_ids[len(it.student_ids) - len(header):-len(header)])
+        assert n > 0 and block.startswith("<|im_start|>user\n[Hindsight")
+        if method == "sdpo":
+            assert turn.observation in block and "ended" not in block
+        elif method == "hero":
+            assert turn.observation in block and f"{SECRET} on turn {it.turn_index + 1}" in block
+            assert ("SUCCESS" in block) == traj.success and "FAILURE" in block or traj.success
+        else:
+            group = groups[it.traj_index // 2]
+            demo = next(o for o in group if o is not traj)  # threshold 0: the first other sibling
+            assert all(t.action.strip()[:20] in block for t in demo.turns if t.action.strip())
+    assert tr.teacher_builder.fallback_count == 0
+
+
+def test_hero_distils_only_diagnosed_turns_and_counts_the_rest(tmp_path):
+    tr = build(tmp_path, "hero", reflector=scripted_reflector((2, 7)))  # turn 7 does not exist
+    groups = tr.collect(0, 0)
+    items = tr.build_items(groups)
+    n_traj = sum(len(g) for g in groups)
+    assert {it.turn_index for it in items} == {1} and len(items) == n_traj
+    assert tr.counters["diagnosed_turns"] == n_traj
+    assert tr.counters["diagnoses_out_of_range"] == n_traj
+    assert tr.counters["undiagnosed_turns"] == sum(t.num_turns - 1 for g in groups for t in g)
+    # A reflector that writes nothing usable gives no loss at all.
+    tr2 = build(tmp_path, "hero", reflector=CallablePolicy(lambda m, t: "no idea", name="mute"))
+    stats = tr2.batch_loss(tr2.collect(0, 0), 1.0)
+    assert stats["loss_tokens"] == 0 and stats["loss"] == 0.0
+    assert all(p.grad is None for p in tr2.model.parameters())
+
+
+def test_full_demo_without_success_gets_no_loss(tmp_path):
+    model, tok = tiny_model()
+    tr = make_trainer(config(tmp_path, "full-demo"), FullDemoConfig(success_threshold=2.0), model=model, tokenizer=tok,
+                      rollout_fn=toy_rollout)
+    groups = tr.collect(0, 0)
+    assert tr.build_items(groups) == []
+    assert tr.counters["trajectories_without_demo"] == sum(len(g) for g in groups)
+
+
+# ----- gradients and loss ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["grpo", "sdpo", "hero"])
+def test_gradient_is_zero_outside_agent_tokens(tmp_path, method):
+    tr = build(tmp_path, method, cfg_kw={"micro_batch_size": 100, "teacher": "frozen"})
+    groups = tr.collect(0, 0)
+    grads = []
+    head = tr.model.get_output_embeddings()
+
+    def keep(module, inputs, output):
+        if output.requires_grad:
+            output.register_hook(lambda g: grads.append(g.detach().clone()))
+
+    handle = head.register_forward_hook(keep)
+    try:
+        tr.batch_loss(groups, 1.0)
+    finally:
+        handle.remove()
+    assert len(grads) == 1
+    g = grads[0]  # [rows, max_action + 1, vocab]: position j predicts action slot j; the last predicts nothing
+    items = tr.build_items(groups) if method != "grpo" else None
+    lengths = [len(i.action_ids) for i in items] if items is not None else \
+        [len(t.action_token_ids) for gr in groups for tr_ in gr for t in tr_.turns if t.action_token_ids]
+    if method == "grpo":  # zero-advantage rows are skipped entirely, so match by row count
+        assert g.shape[0] <= len(lengths)
+    per_pos = g.abs().sum(-1)
+    assert torch.all(per_pos[:, -1] == 0)  # the position after the last action token
+    width = g.shape[1] - 1
+    for r in range(g.shape[0]):
+        nz = (per_pos[r, :width] != 0).nonzero().flatten().tolist()
+        assert nz and nz[0] >= width - max(lengths)  # left padding slots carry no gradient
+        if items is not None:
+            assert torch.all(per_pos[r, :width - lengths[r]] == 0)
+
+
+@pytest.mark.parametrize("method", ["sdpo", "full-demo", "hero"])
+def test_repeated_updates_on_a_fixed_batch_reduce_its_distillation_loss(tmp_path, method):
+    tr = build(tmp_path, method, cfg_kw={"teacher": "frozen", "lr": 1e-2})
+    # A fixed teacher that disagrees with the student (another random init, sharpened) gives a clear target.
+    teacher, _ = tiny_model(seed=1)
+    with torch.no_grad():
+        teacher.get_output_embeddings().weight.mul_(3.0)
+    tr.teacher_model = teacher.eval()
+    groups = tr.collect(0, 0)
+    with torch.no_grad():
+        first = tr.batch_loss(groups, 1.0)["loss"]
+    for _ in range(8):
+        tr.optimizer.zero_grad()
+        tr.batch_loss(groups, 1.0)
+        tr.optimizer.step()
+    with torch.no_grad():
+        last = tr.batch_loss(groups, 1.0)["loss"]
+    assert first > 0 and last < 0.5 * first
+
+
+def test_repeated_grpo_updates_raise_likelihood_of_better_than_average_trajectories(tmp_path):
+    tr = build(tmp_path, "grpo", cfg_kw={"lr": 3e-3})
+    groups = tr.collect(0, 0)
+    trajs = [t for g in groups for t in g]
+    from hero_gym.agents.losses import group_advantages
+    from hero_gym.agents.scoring import action_logits, token_logprobs
+
+    adv = group_advantages([t.reward for t in trajs], 2)
+    assert adv.abs().sum() > 0, "toy batch has no reward contrast; change the seed"
+
+    def objective():  # sum over trajectories of advantage x mean log-prob of its actions
+        total = 0.0
+        with torch.no_grad():
+            for a, t in zip(adv.tolist(), trajs):
+                for i, turn in enumerate(t.turns):
+                    lg, tg, m = action_logits(tr.model, [student_context(t, i)], [turn.action_token_ids], tr.pad_id)
+                    total += a * float((token_logprobs(lg, tg) * m).sum())
+        return total
+
+    before = objective()
+    for _ in range(5):
+        tr.optimizer.zero_grad()
+        tr.batch_loss(groups, 1.0)
+        tr.optimizer.step()
+    assert objective() > before + 1.0
+
+
+def test_micro_batch_size_does_not_change_the_loss_or_gradient(tmp_path):
+    a = build(tmp_path, "sdpo", cfg_kw={"micro_batch_size": 1, "teacher": "frozen"})
+    b = build(tmp_path, "sdpo", cfg_kw={"micro_batch_size": 64, "teacher": "frozen"})
+    groups = a.collect(0, 0)
+    la, lb = a.batch_loss(groups, 1.0)["loss"], b.batch_loss(groups, 1.0)["loss"]
+    assert la == pytest.approx(lb, rel=1e-4)
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-3, atol=1e-7)
+
+
+# ----- the loop: steps, resume, evaluation --------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["grpo", "sdpo", "full-demo", "hero"])
+def test_each_method_trains_end_to_end_and_logs(tmp_path, method):
+    tr = build(tmp_path, method)
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    history = tr.train()
+    assert [h["step"] for h in history] == [1, 2]
+    assert all(h["loss_tokens"] > 0 and h["episodes"] == 4 and h["env_turns"] == 12 for h in history)
+    log = [json.loads(line) for line in (tmp_path / method / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(r["method"] == method for r in log)
+    changed = any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+    assert changed or method == "grpo" and all(h["active_tokens"] == 0 for h in history)
+
+
+@pytest.mark.parametrize("method", ["grpo", "hero"])
+def test_resume_gives_the_same_next_step(tmp_path, method):
+    straight = build(tmp_path / "a", method, cfg_kw={"steps": 2})
+    full = straight.train()
+    first = build(tmp_path / "b", method, cfg_kw={"steps": 1})
+    first.train()
+    resumed = build(tmp_path / "b", method, cfg_kw={"steps": 2})  # same out_dir: resumes from step 1
+    assert resumed.step == 1
+    again = resumed.train()
+    assert len(again) == 1 and again[0]["step"] == 2
+    for key in ("loss", "loss_tokens", "mean_reward", "grad_norm"):
+        assert again[0][key] == full[1][key], key
+    for pa, pb in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(pa, pb)
+    if method == "hero":
+        for pa, pb in zip(straight.teacher_model.parameters(), resumed.teacher_model.parameters()):
+            assert torch.equal(pa, pb)
+
+
+def test_resume_refuses_another_methods_checkpoint(tmp_path):
+    build(tmp_path, "sdpo", cfg_kw={"steps": 1}).train()
+    model, tok = tiny_model()
+    with pytest.raises(ValueError, match="sdpo"):
+        make_trainer(config(tmp_path, "hero", out_dir=str(tmp_path / "sdpo")), model=model, tokenizer=tok,
+                     rollout_fn=toy_rollout, reflector=scripted_reflector())
+
+
+def test_evaluation_writes_harness_records(tmp_path):
+    from hero_gym.records import RunStore, load_frame
+
+    tr = build(tmp_path, "sdpo", cfg_kw={"steps": 1, "eval_split": "test", "eval_tasks": [0, 2], "eval_k": 2})
+    tr.train()
+    run = tmp_path / "sdpo" / "eval" / "step_00001"
+    recs = RunStore(run).load()
+    assert sorted((r.task, r.attempt) for r in recs) == [(0, 0), (0, 1), (2, 0), (2, 1)]
+    assert all(r.method == "sdpo" and r.train_budget == 15 and r.split == "test" for r in recs)
+    df = load_frame([run])
+    assert len(df) == 4 and set(df["method"]) == {"sdpo"}
+
+
+def test_ema_teacher_moves_towards_the_student_and_frozen_does_not(tmp_path):
+    ema = build(tmp_path / "e", "sdpo", cfg_kw={"steps": 1, "teacher": "ema", "teacher_update_rate": 0.5})
+    frozen = build(tmp_path / "f", "sdpo", cfg_kw={"steps": 1, "teacher": "frozen"})
+    init = [p.detach().clone() for p in ema.model.parameters()]
+    ema.train()
+    frozen.train()
+    for p0, pt, ps in zip(init, ema.teacher_model.parameters(), ema.model.parameters()):
+        torch.testing.assert_close(pt, 0.5 * p0 + 0.5 * ps)
+    for p0, pt in zip(init, frozen.teacher_model.parameters()):
+        assert torch.equal(p0, pt)
+    cur = build(tmp_path / "c", "sdpo", cfg_kw={"teacher": "current"})
+    assert cur.teacher_model is None
+
+
+# ----- real environment ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["grpo", "sdpo", "full-demo", "hero"])
+def test_each_method_trains_in_webshop(tmp_path, method):
+    model, tok = tiny_model()
+    cfg = TrainConfig(env_id="hero_gym/WebShop-v0", split="train", tasks=[0, 1, 2], method=method, group_size=2,
+                      tasks_per_step=2, steps=2, turn_budget=3, max_new_tokens=12, out_dir=str(tmp_path / method),
+                      micro_batch_size=4)
+    mc = {"grpo": GRPOConfig(), "sdpo": SDPOConfig(), "full-demo": FullDemoConfig(demo_source="oracle"),
+          "hero": HEROConfig()}[method]
+    kw = {"reflector": scripted_reflector((1, 2))} if method == "hero" else {}
+    tr = make_trainer(cfg, mc, model=model, tokenizer=tok, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        history = tr.train()
+    assert len(history) == 2 and all(h["episodes"] == 4 for h in history)
+    if method != "grpo":  # GRPO's tiny random model rarely earns reward contrast in 3 turns
+        assert all(h["loss_tokens"] > 0 and h["loss"] > 0 for h in history)
+    if method == "full-demo":
+        assert tr.counters.get("trajectories_without_demo", 0) == 0  # the oracle always succeeds

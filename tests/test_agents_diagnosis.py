@@ -1,0 +1,68 @@
+"""HERO's reflector output parser: JSON lines, tagged blocks, and everything a model gets wrong."""
+
+import pytest
+
+from hero_gym.agents.diagnosis import Diagnosis, parse_diagnoses
+
+
+def test_json_lines_with_chatter_around_them():
+    text = (
+        "Sure! Here is my review.\n"
+        '{"turn": 1, "necessary": true, "valid": false, "cause": "order id lacks #", "corrected_action": "get_order_details(\'#W1\')"}\n'
+        'Some thoughts in between {not json}\n'
+        '{"turn": 2, "necessary": "no", "valid": "yes", "cause": "none", "corrected_action": ""}\n'
+    )
+    res = parse_diagnoses(text, 3)
+    assert sorted(res.diagnoses) == [0, 1]
+    d0, d1 = res.diagnoses[0], res.diagnoses[1]
+    assert (d0.necessary, d0.valid, d0.cause) == (True, False, "order id lacks #")
+    assert d0.corrected_action == "get_order_details('#W1')"
+    assert (d1.necessary, d1.valid) == (False, True)
+    assert res.missing(3) == 1 and res.unreadable == 0
+
+
+def test_tagged_blocks_when_no_json():
+    text = "<turn 1>\nnecessary: yes\nvalid: no\ncause: clicked a missing button\ncorrected_action: click[back]\n</turn>\n" \
+           "<turn 3>\nnecessity: no\n</turn>"
+    res = parse_diagnoses(text, 3)
+    assert sorted(res.diagnoses) == [0, 2]
+    assert res.diagnoses[0] == Diagnosis(0, True, False, "clicked a missing button", "click[back]")
+    assert res.diagnoses[2].necessary is False
+
+
+def test_extra_duplicate_and_out_of_range_turns_are_dropped_and_counted():
+    text = "\n".join([
+        '{"turn": 1, "valid": true}',
+        '{"turn": 1, "valid": false}',  # duplicate: the first wins
+        '{"turn": 4, "valid": true}',  # trajectory has 2 turns
+        '{"turn": 0, "valid": true}',  # turns are 1-based
+        '{"turn": "two", "valid": true}',  # not a number
+        '{"turn": 2, "cause": ""}',  # says nothing
+    ])
+    res = parse_diagnoses(text, 2)
+    assert list(res.diagnoses) == [0] and res.diagnoses[0].valid is True
+    assert res.duplicates == 1 and res.out_of_range == 2 and res.unreadable == 2
+
+
+@pytest.mark.parametrize("text", ["", "I think everything was fine.", '{"turn": 1, "valid": tru', "<turn 1></turn>", "[1, 2, 3]"])
+def test_missing_or_garbled_gives_no_diagnosis(text):
+    res = parse_diagnoses(text, 2)
+    assert res.diagnoses == {}
+    assert res.missing(2) == 2
+
+
+def test_truncated_json_counts_as_unreadable():
+    res = parse_diagnoses('{"turn": 1, "valid": true}\n{"turn": 2, "valid": fa', 2)
+    assert list(res.diagnoses) == [0] and res.unreadable == 1
+
+
+def test_non_string_input_raises():
+    with pytest.raises(TypeError, match="str"):
+        parse_diagnoses(None, 2)
+
+
+def test_to_text_is_compact_and_skips_empty_fields():
+    assert Diagnosis(0, necessary=False).to_text() == "the action was NOT necessary."
+    text = Diagnosis(0, True, False, "wrong id", "click[b]").to_text()
+    assert "INVALID" in text and "wrong id" in text and "click[b]" in text
+    assert "problem" not in Diagnosis(0, True, True, "none").to_text()
