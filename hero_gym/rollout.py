@@ -97,6 +97,15 @@ def _make_env(env_id, split, env_kwargs):
     raise ValueError(f"unknown environment {env_id!r}; registered: {', '.join(sorted(ENV_SPECS))}")
 
 
+def _default_split(env_id, env_kwargs) -> str | None:
+    if env_kwargs and env_kwargs.get("split") is not None:
+        return env_kwargs["split"]
+    from hero_gym.registry import ENV_SPECS
+
+    spec = ENV_SPECS.get(env_id) if isinstance(env_id, str) else None
+    return spec.default_split if spec is not None else None
+
+
 def _check_env_id(env_id: str) -> None:
     from hero_gym.registry import ENV_SPECS
     import gymnasium as gym
@@ -262,6 +271,9 @@ def run_episodes(
         _check_env_id(env_id)
     if not episodes:
         return []
+    default_split = _default_split(env_id, env_kwargs)
+    # The context and the trajectory name the split actually used, so scripted baselines can find the task.
+    episodes_split = [e.split if e.split is not None else default_split for e in episodes]
     limit = batch_size or len(episodes)
     env_name = env_id if isinstance(env_id, str) else getattr(env_id, "__name__", type(env_id).__name__)
     if executor == "local":
@@ -297,6 +309,8 @@ def run_episodes(
             starting = []
             while pending and len(live) + len(starting) < limit:
                 i, spec = pending.popleft()
+                if spec.split != episodes_split[i]:
+                    spec = EpisodeSpec(spec.task_index, spec.attempt, spec.seed, episodes_split[i])
                 if free_slots:
                     slot = free_slots.pop()
                 else:
