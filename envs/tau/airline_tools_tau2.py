@@ -11,6 +11,11 @@ Differences from v1 (``src/tau2/domains/airline/tools.py``), all reproduced:
   date is not), and search results are tau2's DirectFlight records (with ``date``: null for direct searches).
 - ``send_certificate`` stores the amount as a float (tau2's Certificate model) and fails with "Too many
   certificates" when the three ids are taken; ``get_flight_status`` is new; ``think`` is gone.
+
+Not reproduced: tau2 holds the database as pydantic models, so its observations are ``model_dump`` output (field
+order of the model, gift-card amounts as floats, ``"status": null`` on reservations) and numeric fields are coerced
+to the model's type. Here observations are ``json.dumps`` of the stored dicts and only the certificate amount is
+coerced; the DB reward compares our own gold replay with the agent's, so it is unaffected.
 """
 
 from __future__ import annotations

@@ -27,9 +27,7 @@ from typing import Any
 from hero_gym.envs.tau.common_tools import (
     Tool,
     ToolError,
-    calculate_tau2,
     calculate_v1,
-    fold_for_match,
     function_schema,
     tau2_schemas,
     think,
