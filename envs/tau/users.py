@@ -79,7 +79,7 @@ def task_instruction(task: Any) -> str:
             parts.append(str(scenario[key]).strip())
     if not parts:
         raise ValueError("tau2 task has an empty user_scenario")
-    return "\n".join(parts)
+    return "\n\n".join(parts)
 
 
 def task_version(task: Any) -> str:

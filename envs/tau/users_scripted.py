@@ -78,6 +78,15 @@ _FIRST_PERSON = [
 ]
 
 
+# Words that follow "you" as a subject ("the trip you want", "things you need").
+_VERBS = ("want|wants|wanted|need|needed|have|had|will|would|can|could|should|do|did|don't|didn't|think|thought|know|"
+          "prefer|like|wish|feel|get|got|go|live|believe|remember|recall|made|make|paid|pay|plan|planned|booked|"
+          "ordered|received|bought|used|placed|hope|expect|also|just|only|still|really|already|recently|may|might|"
+          "must|realize|realized|decide|decided|called|spoke|said|say|see|saw|took|take|travel|fly|flew|mention|"
+          "insist|try|tried|care|mind|agree|accept")
+_MANNER = re.compile(r"(?:Be|Try|Act|Pretend|Emphasi[sz]e|Insist|Do not|Don't)\b")
+
+
 def first_person(text: str) -> str:
     """Rewrite an instruction sentence from "you" (the brief's voice) to "I" (the customer's voice)."""
     for pat, rep in _FIRST_PERSON:
@@ -85,8 +94,10 @@ def first_person(text: str) -> str:
     text = re.sub(r"\bYour\b", "My", text)
     text = re.sub(r"\byour\b", "my", text)
     # "you" is the subject after a clause boundary and the object elsewhere ("tells you" -> "tells me").
-    text = re.sub(r"(^|[,;:(]\s*|\b(?:and|but|or|if|that|so|then|because|when|since|unless|as)\s+)you\b",
+    text = re.sub(r"(^|[,;:(]\s*|\b(?:and|but|or|if|that|so|then|because|when|since|unless|as|do|does|did|can|could|would|will|"
+                  r"should|shall|may|might|must|have|had)\s+)you\b",
                   lambda m: m.group(1) + "I", text, flags=re.I)
+    text = re.sub(r"\byou(?= (?:" + _VERBS + r")\b)", "I", text, flags=re.I)
     text = re.sub(r"\byou\b", "me", text, flags=re.I)
     return text[:1].upper() + text[1:] if text else text
 
@@ -103,9 +114,10 @@ class ScriptedUser(User):
     """A rule-based customer: deterministic, offline, never raises on agent text.
 
     On ``reset(task, seed, user_record=None)`` it reads the task's instruction (v1) or scenario (tau2), splits it
-    into sentences and sorts them into identity sentences (name / zip / email / user id), persona and meta sentences
-    ("You are calm", "Try to paraphrase…"), "don't remember" sentences, conditional sentences ("If the agent…") and
-    goal sentences (everything else). Its identity is taken from `user_record` (the DB user: name, address.zip,
+    into sentences and sorts them into identity sentences (name / zip / email / user id; a trailing ", you want…"
+    clause is kept as a goal), persona, manner and meta sentences ("You are calm", "Be insistent…", "Try to
+    paraphrase…"), "don't remember" sentences, conditional sentences ("If the agent…") and goal sentences
+    (everything else). Its identity is taken from `user_record` (the DB user: name, address.zip,
     email) and the task's `user_id`, completed from the instruction text; a fact the instruction says the customer
     does not remember ("You do not remember your email") is never given out.
 
@@ -171,12 +183,16 @@ class ScriptedUser(User):
                 continue
             if _IDENTITY_SENT.search(sent):
                 # "You are mei_kovacs_8020 (zip code 28236) and you want to exchange…": keep the goal half.
-                m = re.search(r"\band (you (?:want|wish|need|would like)\b.*)", sent, re.I)
-                if m:
+                m = re.search(r"(?:,|\band)\s+(you\b.*)", sent, re.I)
+                if m and _GOAL_WORDS.search(m.group(1)):
                     self.goal.append(m.group(1))
                     self.facts.append(m.group(1))
                 continue
+            if not re.search(r"[A-Za-z]", sent):
+                continue
             self.facts.append(sent)
+            if _MANNER.match(sent):
+                continue
             if _UNKNOWN.search(sent) or _NOT_REVEAL.search(sent) or _META.search(sent):
                 continue
             if re.match(r"(?:if|when|once|after)\b", sent, re.I):
@@ -300,7 +316,7 @@ class ScriptedUser(User):
         either = want_email and (want_name or want_zip) and " or " in msg.lower()
         if either or not (want_email or want_zip or want_name or want_uid):
             # "email, or name and zip" / "your account": offer one way, the one the brief itself states.
-            by_email = self.brief_has_email or not self.identity.name
+            by_email = (self.brief_has_email and "email" not in self.unknown) or not self.identity.name
             want_email, want_name, want_zip = by_email, not by_email, not by_email
         if want_email:
             parts.append(self._fact("email", ident.email, "email is {}"))
