@@ -276,3 +276,49 @@ def test_scripted_never_raises_on_any_text(retail_tasks, messages):
     for m in messages:
         reply = user.step(m)
         assert isinstance(reply, str) and reply
+
+
+def test_scripted_with_env_task_objects_answers_from_their_records():
+    from hero_gym.envs.tau.tasks import load_tasks, task_user_record
+
+    checked = 0
+    for version, domain, split in [("tau2", "retail", "test"), ("tau2", "airline", "test"), ("v1", "retail", "dev")]:
+        for task in load_tasks(version, domain, split)[:5]:
+            rec = task_user_record(task)
+            if rec is None:
+                continue
+            user = ScriptedUser()
+            user.reset(task, 0, user_record=rec)
+            reply = user.step("Before we start, could you tell me your full name and zip code?")
+            assert rec["name"]["first_name"] in reply and rec["address"]["zip"] in reply, (task.id, reply)
+            checked += 1
+    assert checked >= 10
+
+
+def test_llm_user_reads_env_task_objects():
+    from hero_gym.envs.tau.tasks import load_tasks
+
+    task = load_tasks("tau2", "airline", "test")[0]
+    policy = RecordingPolicy()
+    LLMUser(policy).reset(task, 0)
+    system = policy.requests[0].messages[0]["content"]
+    assert task.user_scenario["instructions"]["reason_for_call"].strip() in system and TRANSFER in system
+
+
+def test_scripted_offers_name_and_zip_when_it_forgot_the_email(retail_users):
+    task = data.load_json("tau-v1", "tau/v1/retail/tasks_dev.json")[6]  # Raj Lee: several emails, unsure which
+    assert "don't remember which email" in task["instruction"]
+    user = ScriptedUser()
+    user.reset(task, user_record=retail_users[task["user_id"]])
+    assert "Raj Lee" in user.step("Please share your email, or your name and zip code, to find your account.")
+
+
+@pytest.mark.parametrize("brief, spoken", [
+    ("The trip you want to cancel is to Boston.", "The trip I want to cancel is to Boston."),
+    ("If the agent tells you no, you give up.", "If the agent tells me no, I give up."),
+    ("Your order is late and you're upset.", "My order is late and I'm upset."),
+])
+def test_first_person_voice(brief, spoken):
+    from hero_gym.envs.tau.users_scripted import first_person
+
+    assert first_person(brief) == spoken
