@@ -11,6 +11,12 @@ imported or executed:
 - ``{"kind": "tau_tools"}``: ``url`` is ``tools/__init__.py``; its ``ALL_TOOLS`` order and relative imports name the
   modules, whose ``get_info()`` return literals are the schemas.
 
+WebShop's 1k set: ``items_ins_v2_1000.json`` and ``human_goals.json`` are exact upstream files with URLs. The
+product file ``items_shuffle_1000.json`` used here is a rebuild (same products and search documents as upstream,
+different bytes) and ``items_human_ins_subset_1k.json`` an extract, so no public URL serves them: they come from a
+mirror of a data directory (``--base-url``, fetched as ``<base-url>/<path>``) or are copied in by hand; the
+manifest notes name the upstream originals and their checksums.
+
 Derived JSON is written as ``json.dumps(obj, indent=2)`` without a trailing newline, which reproduces the pinned
 bytes. Every file is hashed before it is moved into place (temp file in the target folder, then an atomic rename),
 so a failed or corrupted download never leaves a file that looks valid.
@@ -221,11 +227,8 @@ def _place(final: Path, entry: dict, write) -> None:
 def _source_url(entry: dict, base_url: str | None) -> str:
     if entry.get("url"):
         return _mirror(entry["url"], base_url)
-    if base_url:  # files with no public upstream copy can come from a mirror of a data directory
-        return f"{base_url.rstrip('/')}/{entry['path']}"
-    raise DataError(f"{entry['path']} has no public download URL ({entry.get('note') or 'see the manifest'}); "
-                    f"pass --base-url pointing at a mirror of a data directory that holds it, "
-                    f"or copy the file into the data directory yourself")
+    # files with no public upstream copy can come from a mirror of a data directory
+    return f"{base_url.rstrip('/')}/{entry['path']}"
 
 
 def download(dataset: str | dict, dest: str | Path | None = None, base_url: str | None = None, *,
@@ -238,10 +241,13 @@ def download(dataset: str | dict, dest: str | Path | None = None, base_url: str 
     """
     m = manifest(dataset) if isinstance(dataset, str) else dataset
     root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
-    written = []
+    written, unavailable = [], []
     for entry in m["files"]:
         final = root / entry["path"]
         if not force and final.is_file() and sha256_file(final) == entry["sha256"]:
+            continue
+        if not entry.get("url") and not base_url:
+            unavailable.append(entry)  # reported once the files that can be fetched are in place
             continue
         url = _source_url(entry, base_url)
         if log:
@@ -251,6 +257,11 @@ def download(dataset: str | dict, dest: str | Path | None = None, base_url: str 
         else:
             _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"]))
         written.append(final)
+    if unavailable:
+        listing = "; ".join(f"{e['path']} ({e.get('note') or 'see the manifest'})" for e in unavailable)
+        raise DataError(f"no public download URL for {len(unavailable)} file(s): {listing}. Pass --base-url pointing "
+                        f"at a mirror of a data directory that holds them, or copy them into {root} yourself "
+                        f"({len(written)} other file(s) were written)")
     return written
 
 

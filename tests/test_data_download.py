@@ -180,18 +180,24 @@ def test_unreachable_host_is_a_clear_error(tmp_path):
 
 
 def test_file_without_public_url_explains_the_options(tmp_path):
-    assert not _has_all_urls("webshop-1k")  # the rebuilt product file has no public copy
-    with pytest.raises(DataError, match="no public download URL.*--base-url"):
-        _no_url_entry(tmp_path)
-
-
-def _no_url_entry(dest):
     m = data.manifest("webshop-1k")
-    download({"files": [f for f in m["files"] if not f.get("url")]}, dest)
+    no_url = [f for f in m["files"] if not f.get("url")]
+    assert no_url  # the rebuilt product file has no public copy
+    with pytest.raises(DataError, match="no public download URL.*--base-url") as err:
+        download({"files": no_url}, tmp_path)
+    assert all(f["path"] in str(err.value) for f in no_url)
+    assert list(tmp_path.iterdir()) == []
 
 
-def _has_all_urls(dataset):
-    return all(f.get("url") for f in data.manifest(dataset)["files"])
+def test_files_without_url_come_from_a_data_dir_mirror(tmp_path):
+    _needs_shared()
+    no_url = [f for f in data.manifest("webshop-1k")["files"] if not f.get("url")]
+    server = _Server(SHARED)  # the reference data directory itself is such a mirror
+    try:
+        written = download({"files": no_url}, tmp_path / "d", base_url=server.url)
+    finally:
+        server.close()
+    assert len(written) == len(no_url) and verify({"files": no_url}, tmp_path / "d") == []
 
 
 def test_manifests_pin_every_url_to_a_commit():

@@ -140,7 +140,10 @@ class ScriptedUser(User):
     6. The agent offers a transfer to a human/another agent: ``###STOP###`` (tau2: ``###TRANSFER###``).
     7. The agent says it cannot do it ("cannot", "unable to", "not possible", "against policy"…):
        ``"I understand. Thanks anyway. ###STOP###"``.
-    8. The agent reports completion ("has been cancelled/returned/…", "successfully", "anything else"):
+    8. The agent reports completion ("has been cancelled/returned/…", "successfully", "anything else"): the
+       goal sentences that ask for an action (cancel/return/exchange/modify/change/book/update/…; at least one)
+       are the parts of the request; the report settles the parts whose order/reservation ids it names, or the
+       next open part when it names none. Parts left: ``"Thanks! I also asked for this: <next part>"``; none left:
        ``"Thank you, that's all I needed. ###STOP###"``.
     9. Otherwise a nudge chosen by the seeded rng from a fixed list; after ``max_idle`` consecutive nudges
        (no rule 2-5 fired in between) ``###STOP###``.
