@@ -350,8 +350,8 @@ class Trainer:
                 self.evaluate()
             if (cfg.save_every and self.step % cfg.save_every == 0) or last:
                 self.save()
-        if cfg.eval_split and not (self.out_dir / "eval" / f"step_{self.step:05d}" / "run.json").exists():
-            self.evaluate()
+        if cfg.eval_split:
+            self.evaluate(final=True)  # resumes (skips stored episodes) when the run had already finished
         return history
 
     def describe(self) -> dict:
@@ -375,8 +375,9 @@ class Trainer:
                     self._tb.add_scalar(k, v, rec["step"])
 
     # ----- evaluation -----------------------------------------------------------------------------------------
-    def evaluate(self) -> Path:
-        """Evaluate the current model on eval_split (k attempts per task) into out_dir/eval/step_NNNNN (a RunStore)."""
+    def evaluate(self, final: bool = False) -> Path:
+        """Evaluate the current model on eval_split (k attempts per task) into a RunStore: out_dir/eval/step_NNNNN,
+        or out_dir/eval/final for the end-of-training evaluation (the directory sweeps compare and plot)."""
         from hero_gym.records import RunStore, record_from_trajectory
 
         cfg = self.config
@@ -384,7 +385,7 @@ class Trainer:
         max_turns = cfg.eval_max_turns or spec.default_max_turns
         tasks = self.task_pool(cfg.eval_split, cfg.eval_tasks)
         name = f"{self.method_name}-B{cfg.turn_budget}-s{cfg.seed}-step{self.step}"
-        store = RunStore(self.out_dir / "eval" / f"step_{self.step:05d}")
+        store = RunStore(self.out_dir / "eval" / ("final" if final else f"step_{self.step:05d}"))
         store.init({"env": cfg.env_id, "split": cfg.eval_split, "policy": f"{cfg.model}+{self.method_name}",
                     "k": cfg.eval_k, "max_turns": max_turns, "seed": cfg.seed, "method": self.method_name,
                     "train_budget": cfg.turn_budget, "temperature": cfg.eval_temperature,

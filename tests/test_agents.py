@@ -323,7 +323,7 @@ def test_evaluation_writes_harness_records(tmp_path):
 
     tr = build(tmp_path, "sdpo", cfg_kw={"steps": 1, "eval_split": "test", "eval_tasks": [0, 2], "eval_k": 2})
     tr.train()
-    run = tmp_path / "sdpo" / "eval" / "step_00001"
+    run = tmp_path / "sdpo" / "eval" / "final"
     recs = RunStore(run).load()
     assert sorted((r.task, r.attempt) for r in recs) == [(0, 0), (0, 1), (2, 0), (2, 1)]
     assert all(r.method == "sdpo" and r.train_budget == 15 and r.split == "test" for r in recs)

@@ -1,0 +1,63 @@
+"""`hero-gym train` / `hero-gym sweep`: argument errors, the sweep plan, and a real tiny run read by the harness."""
+
+import json
+
+import pytest
+
+from hero_gym.agents.cli import parse_tasks, sweep_main, train_main
+
+BASE = ["--env", "hero_gym/WebShop-v0", "--model", "tiny", "--tasks", "0-2", "--group-size", "2", "--tasks-per-step",
+        "1", "--steps", "1", "--max-new-tokens", "8"]
+
+
+def test_parse_tasks():
+    assert parse_tasks("all") is None
+    assert parse_tasks("0-3,7") == [0, 1, 2, 3, 7]
+    for bad in ("x", "3-1", "1-"):
+        with pytest.raises(Exception, match="bad task list"):
+            parse_tasks(bad)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--method", "ppo"], "invalid choice"),
+    (["--method", "hero", "--tasks", "0-99999"], "task indices"),
+    (["--method", "hero", "--set", "nonsense=1"], "no such field"),
+    (["--method", "hero", "--set", "alpha=3"], "alpha"),
+    (["--method", "grpo", "--group-size", "1"], "group_size=1"),
+    (["--method", "sdpo", "--split", "dev"], "no split"),
+])
+def test_train_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, match):
+    assert train_main(BASE + argv + ["--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+
+
+def test_sweep_dry_run_lists_every_run_and_checks_configs_first(tmp_path, capsys):
+    argv = BASE + ["--methods", "hero,grpo", "--budgets", "3,6", "--seeds", "0,1", "--out", str(tmp_path), "--dry-run"]
+    assert sweep_main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 8 and lines[0].split()[:3] == ["hero", "3", "0"]
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    assert sweep_main(BASE + ["--methods", "hero,nope", "--budgets", "3", "--out", str(tmp_path)]) == 2
+    assert sweep_main(BASE + ["--methods", "grpo", "--budgets", "3", "--group-size", "1", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_sweep_runs_train_and_the_harness_reads_the_results(tmp_path, capsys):
+    from hero_gym.cli import main
+
+    out = tmp_path / "sweep"
+    argv = BASE + ["--methods", "sdpo,grpo", "--budgets", "2,3", "--eval-split", "test", "--eval-tasks", "0-1",
+                   "--set", "topk=10", "--out", str(out)]
+    assert sweep_main(argv) == 0
+    printed = capsys.readouterr().out
+    finals = sorted(out.glob("*/eval/final"))
+    assert len(finals) == 4 and "hero-gym plot budget-sweep" in printed
+    cfg = json.loads((out / "sdpo-B2-s0" / "config.json").read_text())
+    assert cfg["method_config"]["topk"] == 10 and cfg["train"]["turn_budget"] == 2
+    assert main(["compare", *map(str, finals)]) == 0
+    assert main(["plot", "budget-sweep", *map(str, finals), "--out", str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "b.png").stat().st_size > 0
+    # Running it again resumes: nothing left to train, evaluation already stored.
+    assert sweep_main(argv) == 0
+    assert all(len((f / "episodes.jsonl").read_text().splitlines()) == 2 for f in finals)
