@@ -7,7 +7,7 @@ stopwords and the Porter stemmer in the variant Lucene's PorterStemFilter implem
 Scoring is Lucene's BM25 with pyserini's defaults k1=0.9, b=0.4, computed in float32 like Lucene, including its
 lossy one-byte document-length norms (which bm25s' exact lengths lack); the per-(term, document) scores are loaded
 into a bm25s index, which does the retrieval. Repeated query terms count repeatedly, as in Anserini's bag-of-words
-query. Ties go to the earlier product in the catalogue (Lucene's doc-id order).
+query. Ties go to the smaller ASIN, as Anserini sorts hits by score, then by document id string.
 """
 
 from __future__ import annotations
@@ -28,18 +28,31 @@ SEARCH_RETURN_N = 50
 # Lucene's EnglishAnalyzer stop set (bm25s ships exactly these 33 words).
 STOPWORDS = frozenset(STOPWORDS_EN)
 
-# A regex approximation of UAX#29 word breaks as Lucene's StandardTokenizer applies them: letters join across ':',
-# '.', '·', apostrophes (WB6-7); digits across '.', ',', ';', '⁄', apostrophes (WB11-12), fullwidth forms too; letters, digits, '_' and combining
-# marks join directly; each Han or Hiragana character is a token; emoji (with variation selectors, modifiers and
-# ZWJ sequences) are tokens; everything else (space, '-', '/', '"', '&', ...) breaks.
+# A regex approximation of UAX#29 word breaks as Lucene's StandardTokenizer applies them: letters join across
+# ':', '.', '·', apostrophes (WB6-7); digits across '.', ',', ';', '⁄', apostrophes (WB11-12), fullwidth forms
+# too; letters, digits, '_' and combining marks join directly; each Han or Hiragana character is a token; emoji
+# (with variation selectors, modifiers and ZWJ sequences) are tokens; everything else (space, '-', '/', '"', '&',
+# ...) breaks.
 _W = r"[[\p{L}\p{Nd}\p{M}_]--[\p{Han}\p{Hiragana}]]"
+# Extended_Pictographic as Unicode's emoji-data defines it, which Lucene's emoji rule uses. The `regex` module's
+# property only covers the emoji proper, so the reserved/non-emoji pictographs are listed here (2600-27BF and the
+# 1F000 planes): '★' (2605) is a token for Lucene, '☆' (2606) and '✿' (273F) are not.
+_PICT = (r"[\p{Extended_Pictographic}\u2600-\u2605\u2607-\u2612\u2614-\u2685\u2690-\u2705\u2708-\u2712"
+         r"\u2714\u2716\u271D\u2721\u2728\u2733\u2734\u2744\u2747\u274C\u274E\u2753-\u2755\u2757"
+         r"\u2763-\u2767\u2795-\u2797\u27A1\u27B0\u27BF\U0001F000-\U0001F0FF\U0001F10D-\U0001F10F\U0001F12F"
+         r"\U0001F16C-\U0001F171\U0001F17E\U0001F17F\U0001F18E\U0001F191-\U0001F19A\U0001F1AD-\U0001F1E5"
+         r"\U0001F201-\U0001F20F\U0001F21A\U0001F22F\U0001F232-\U0001F23A\U0001F23C-\U0001F23F"
+         r"\U0001F249-\U0001F3FA\U0001F400-\U0001F53D\U0001F546-\U0001F64F\U0001F680-\U0001F6FF"
+         r"\U0001F774-\U0001F77F\U0001F7D5-\U0001F7FF\U0001F80C-\U0001F80F\U0001F848-\U0001F84F"
+         r"\U0001F85A-\U0001F85F\U0001F888-\U0001F88F\U0001F8AE-\U0001F8FF\U0001F90C-\U0001F93A"
+         r"\U0001F93C-\U0001F945\U0001F947-\U0001FAFF\U0001FC00-\U0001FFFD]")
 _TOKEN = regex.compile(
     r"[\p{Han}\p{Hiragana}]\p{M}*"
-    r"|\p{Extended_Pictographic}[\uFE0F\p{Emoji_Modifier}]*(?:\u200D\p{Extended_Pictographic}[\uFE0F\p{Emoji_Modifier}]*)*"
+    rf"|{_PICT}[\uFE0F\p{{Emoji_Modifier}}]*(?:\u200D{_PICT}[\uFE0F\p{{Emoji_Modifier}}]*)*"
     rf"|{_W}+(?:(?:(?<=\p{{L}}\p{{M}}*)[:.'‘’·：](?=\p{{L}})|(?<=\p{{Nd}}\p{{M}}*)[.,;'‘’⁄，；．](?=\p{{Nd}})){_W}+)*",
     regex.V1,
 )
-_HAS_ALNUM = regex.compile(r"[\p{L}\p{N}\p{Extended_Pictographic}]")
+_HAS_ALNUM = regex.compile(rf"[\p{{L}}\p{{N}}]|{_PICT}", regex.V1)
 _POSSESSIVE = regex.compile(r"['’]s$")
 
 # Lucene's PorterStemmer is Martin Porter's reference implementation, with its departures from the 1980 paper
@@ -128,6 +141,7 @@ class SearchEngine:
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
         self.asins = [p["asin"] for p in catalogue.products]
+        self._asin_rank = np.argsort(np.argsort(np.array(self.asins)))  # tie-break key
         vocab: dict[str, int] = {}
         ids = []
         for p in catalogue.products:
@@ -151,17 +165,17 @@ class SearchEngine:
             return self._bm25.get_scores_from_ids(ids)
 
     def search(self, query: str, k: int = SEARCH_RETURN_N) -> list[str]:
-        """Top-``k`` ASINs for ``query``: highest score first, ties in catalogue order; only products that match
-        at least one query term."""
+        """Top-``k`` ASINs for ``query``: highest score first, ties by ASIN; only products that match at least one
+        query term."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         s = self.scores(query)
         hits = np.flatnonzero(s > 0)
         if len(hits) > k:
-            # Keep every doc tied with the k-th score, then sort stably so ties keep catalogue order.
+            # Keep every doc tied with the k-th score so the tie-break below sees all of them.
             kth = np.partition(s[hits], len(hits) - k)[len(hits) - k]
             hits = hits[s[hits] >= kth]
-        order = hits[np.argsort(-s[hits], kind="stable")][:k]
+        order = hits[np.lexsort((self._asin_rank[hits], -s[hits]))][:k]
         return [self.asins[i] for i in order]
 
 
