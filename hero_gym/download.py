@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import os
 import sys
@@ -96,7 +95,12 @@ def _literal(node: ast.AST, where: str) -> Any:
 
 def _assigned(tree: ast.Module, names: tuple[str, ...]) -> ast.AST | None:
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
         if any(isinstance(t, ast.Name) and t.id in names for t in targets) and node.value is not None:
             return node.value
     return None
@@ -128,8 +132,10 @@ def convert_tau_tasks(source: bytes | str, var: str, where: str = "<tasks>") -> 
         actions = []
         for a in actions_node.elts:
             akw = _call_kwargs(a, "Action", where)
-            actions.append({"name": _literal(akw["name"], where), "kwargs": _literal(akw.get("kwargs", ast.Dict([], [])),
-                                                                                     where)})
+            if "name" not in akw:
+                raise DataError(f"{where} line {a.lineno}: Action without name")
+            kwargs = _literal(akw["kwargs"], where) if "kwargs" in akw else {}
+            actions.append({"name": _literal(akw["name"], where), "kwargs": kwargs})
         tasks.append({
             "user_id": _literal(kw["user_id"], where),
             "instruction": _literal(kw["instruction"], where),

@@ -52,7 +52,7 @@ def _tools_package(folder: Path, schemas: list[dict]) -> None:
     init = ["# Copyright test"] + [f"from .{n} import {_camel(n)}" for n in sorted(names)]
     init += ["", "", "ALL_TOOLS = ["] + [f"    {_camel(n)}," for n in names] + ["]", ""]
     (folder / "__init__.py").write_text("\n".join(init))
-    for n, schema in zip(names, schemas):
+    for n, schema in zip(names, schemas, strict=True):
         (folder / f"{n}.py").write_text(
             f"import json\n\n\nclass {_camel(n)}(Tool):\n    @staticmethod\n    def invoke(data, **kw):\n"
             f"        raise NotImplementedError\n\n    @staticmethod\n    def get_info():\n        return {schema!r}\n")
@@ -222,13 +222,16 @@ def test_task_conversion_rejects_what_it_cannot_read():
         convert_tau_tasks("X = []", "T")
     with pytest.raises(DataError, match="not valid Python"):
         convert_tau_tasks("T = [", "T")
+    with pytest.raises(DataError, match="Action without name"):
+        convert_tau_tasks("T = [Task(user_id='u', instruction='x', actions=[Action(kwargs={})])]", "T")
     with pytest.raises(DataError, match="Task without actions"):
         convert_tau_tasks("T = [Task(user_id='u', instruction='x')]", "T")
 
 
 def test_task_conversion_never_executes_the_source(tmp_path):
     marker = tmp_path / "ran"
-    src = f"open({str(marker)!r}, 'w')\nT = [Task(user_id='u', instruction='i', actions=[Action(name='a', kwargs={{}})])]"
+    src = (f"open({str(marker)!r}, 'w')\n"
+           "T = [Task(user_id='u', instruction='i', actions=[Action(name='a', kwargs={})])]")
     out = convert_tau_tasks(src, "T")
     assert out == [{"user_id": "u", "instruction": "i", "actions": [{"name": "a", "kwargs": {}}], "outputs": [],
                     "annotator": ""}]

@@ -251,5 +251,6 @@ def __getattr__(name: str):
         return ScriptedUser
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["User", "LLMUser", "ScriptedUser", "ResponseCache", "UserSimulatorError", "is_end", "task_instruction",
+__all__ = ["User", "LLMUser", "ScriptedUser",  # noqa: F822 (ScriptedUser comes from __getattr__)
+           "ResponseCache", "UserSimulatorError", "is_end", "task_instruction",
            "task_scenario", "task_version", "STOP", "TRANSFER", "OUT_OF_SCOPE", "GREETING"]

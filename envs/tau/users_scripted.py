@@ -63,7 +63,8 @@ _TOPICS: list[tuple[re.Pattern, re.Pattern, str]] = [
      re.compile(r"\b(?:return|exchange|modify|change|item|size|color|colour|prefer)\b", re.I),
      "Those are the items I mentioned."),
     (re.compile(r"\b(?:date|when|flight|depart|fly|trip|destination|origin)\b", re.I),
-     re.compile(r"\b(?:fly|flight|trip|may \d|date|depart|from|to [A-Z])\b", re.I), "I mentioned all I know about the trip."),
+     re.compile(r"\b(?:fly|flight|trip|may \d|date|depart|from|to [A-Z])\b", re.I),
+     "I mentioned all I know about the trip."),
 ]
 
 _ACTION = re.compile(r"\b(?:cancel|return|exchange|modify|change|book|update|upgrade|downgrade|add|remove)\b", re.I)
@@ -94,8 +95,8 @@ def first_person(text: str) -> str:
     text = re.sub(r"\bYour\b", "My", text)
     text = re.sub(r"\byour\b", "my", text)
     # "you" is the subject after a clause boundary and the object elsewhere ("tells you" -> "tells me").
-    text = re.sub(r"(^|[,;:(]\s*|\b(?:and|but|or|if|that|so|then|because|when|since|unless|as|do|does|did|can|could|would|will|"
-                  r"should|shall|may|might|must|have|had)\s+)you\b",
+    text = re.sub(r"(^|[,;:(]\s*|\b(?:and|but|or|if|that|so|then|because|when|since|unless|as|do|does|did|can|"
+                  r"could|would|will|should|shall|may|might|must|have|had)\s+)you\b",
                   lambda m: m.group(1) + "I", text, flags=re.I)
     text = re.sub(r"\byou(?= (?:" + _VERBS + r")\b)", "I", text, flags=re.I)
     text = re.sub(r"\byou\b", "me", text, flags=re.I)
