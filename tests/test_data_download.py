@@ -311,3 +311,10 @@ def test_cli_verify_list_and_download(mirror, tmp_path, capsys):
     assert data_main(["download", "tau2", "--dest", str(tmp_path / "e"), "--base-url", "http://127.0.0.1:9"]) == 1
     assert "cannot reach" in capsys.readouterr().err
     assert data_main([]) == 2
+
+
+def test_hero_gym_cli_dispatches_data(tmp_path, capsys):
+    from hero_gym.cli import main
+
+    assert main(["data", "verify", "tau2", "--dest", str(tmp_path)]) == 1
+    assert "missing" in capsys.readouterr().out

@@ -113,7 +113,8 @@ class ResponseCache:
     """Replies keyed by (sha256 of the exact prompt messages, seed), in memory and optionally in a JSONL file.
 
     Replaying a conversation with the same agent messages and seed hits the cache at every turn, so the user side
-    of an episode is reproduced exactly without calling the model. The file is append-only (one
+    of an episode is reproduced exactly without calling the model. The key holds neither the model nor the
+    sampling settings, so keep one cache (file) per user model and temperature. The file is append-only (one
     ``{"key", "text"}`` per line) so concurrent episodes never rewrite each other's entries.
     """
 
