@@ -13,6 +13,12 @@ Seeds: the env is reset with the episode's seed; the request of turn t gets a se
 with numpy's SeedSequence, so a trajectory depends only on its own seed, not on batching or on other episodes.
 An episode with ``seed=None`` samples with fresh randomness.
 
+Trajectory fields filled here: prompt/turn token ids and logprobs (token-exact policies only), messages and tools
+(the env's, or built from actions and observations when the env gives none), reward (sum of step rewards),
+success/terminated/truncated/termination_reason/reward_info (from the env's last step), env_steps, tokens_in (the
+context length of every request summed: what the backend processed), tokens_out (generated tokens), wall_time_s
+(reset to end, including waiting for the batch) and env_time_s (time inside env reset/step).
+
 Failures: a generation with ``error`` set (or an env that raises) ends that episode with termination_reason
 "error" and ``Trajectory.error`` set; the other episodes go on.
 

@@ -4,7 +4,7 @@ Why not `model.generate`: it samples from the global torch RNG, so a request's o
 is in the batch. Here each request gets its own random stream seeded by ``ChatRequest.seed``.
 
 Batch and seed semantics:
-* Requests are decoded in micro-batches of `batch_size`, left-padded, with a KV cache.
+* Requests are decoded in micro-batches of `batch_size` (grouped by prompt length), left-padded, with a KV cache.
 * Sampling for a request draws uniforms from a private ``torch.Generator`` seeded with its seed (one draw per
   token, inverse-CDF on the CPU in float64), so the same prompt + seed + sampling parameters give the same tokens
   whatever the batch holds (up to floating-point differences between batch shapes, which only matter when a
@@ -109,6 +109,8 @@ class HFPolicy:
                 jobs.append((i, ids, budget, req))
             except Exception as e:  # one bad request must not sink the batch
                 out[i] = Generation(text="", error=f"{type(e).__name__}: {e}", finish_reason="error")
+        # Similar lengths share a micro-batch (less padding); outputs do not depend on batch composition.
+        jobs.sort(key=lambda job: len(job[1]))
         for start in range(0, len(jobs), self.batch_size):
             chunk = jobs[start:start + self.batch_size]
             try:
