@@ -79,7 +79,7 @@ _action_like = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_action_like, min_size=1, max_size=8), st.integers(0, 499), st.sampled_from(["text", "text_rich"]))
 def test_fuzzed_actions_never_raise(actions, task, mode):
     env = _shared_env()
@@ -156,3 +156,46 @@ def test_info_is_json_serialisable():
     *_, info = env.step("click[buy now]")
     text = json.dumps(info)
     assert hashlib.sha256(text.encode()).hexdigest() and '"reward_info"' in text
+
+
+# ----- the action parser: same answers as upstream's regex, without its quadratic backtracking ---------------------
+_UPSTREAM_RE = __import__("re").compile(r"(.+)\[(.+)\]")
+_EMBEDDED_RE = __import__("re").compile(r"(?<![A-Za-z])(search|click)\[([^\]\n]+)\]")
+
+
+def _reference_parse(text):
+    m = _UPSTREAM_RE.match(text)
+    if m and m.group(1) in ("search", "click"):
+        return m.group(1), m.group(2), False
+    found = list(_EMBEDDED_RE.finditer(text))
+    if found:
+        return found[-1].group(1), found[-1].group(2), True
+    return None, None, False
+
+
+_bracketty = st.lists(st.sampled_from(list("[]\n xaAkc") + ["search", "click", "Search", "search[", "click["]),
+                      max_size=25).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_bracketty, st.lists(st.sampled_from(["search[", "click[", "]", "[", "\n", "a", " ", "Xclick["]),
+                                       max_size=20).map("".join)))
+def test_parser_agrees_with_the_regex_reference(text):
+    from hero_gym.envs.webshop.env import parse_action
+
+    assert parse_action(text) == _reference_parse(text)
+
+
+@pytest.mark.parametrize("text", ["x[" * 50_000, "[" * 100_000, "search[" * 20_000, "click[a" * 20_000,
+                                  "a" * 100_000 + "]", ("search[" + "a" * 10 + "\n") * 10_000])
+def test_parser_is_linear_on_pathological_input(text):
+    import time
+
+    from hero_gym.envs.webshop.env import parse_action
+
+    env = _shared_env()
+    env.reset(options={"task_index": 0})
+    t = time.perf_counter()
+    parse_action(text)
+    _, _, _, _, info = env.step(text)
+    assert time.perf_counter() - t < 0.5 and isinstance(info["invalid"], bool)

@@ -47,13 +47,16 @@ class OraclePolicy:
     product value closest by token-set ratio, if > 85), and ``Buy Now``.
 
     goal: a fixed goal dict for every request; otherwise it is looked up from ``context`` (env id -> goal kind,
-    ``split``, ``task_index``) with ``setting``/``goal_seed`` (the env's ``setting``/``seed``).
+    ``split``, ``task_index``) with ``setting``/``goal_seed`` (the env's ``setting``/``seed``) and, for a custom
+    catalogue, ``catalogue_kwargs`` (the env's items_path/attrs_path/human_ins_path/cache_dir).
     """
 
     name = "webshop-oracle"
 
-    def __init__(self, goal: dict | None = None, *, setting: str = "1k", goal_seed: int = 0):
+    def __init__(self, goal: dict | None = None, *, setting: str = "1k", goal_seed: int = 0,
+                 catalogue_kwargs: dict | None = None):
         self.goal, self.setting, self.goal_seed = goal, setting, goal_seed
+        self.catalogue_kwargs = dict(catalogue_kwargs or {})
         self._plans: dict[tuple, tuple[list[str], str]] = {}
 
     def plan(self, goal: dict) -> tuple[list[str], str]:
@@ -64,7 +67,7 @@ class OraclePolicy:
         return self._plans[key]
 
     def _make_plan(self, goal: dict) -> tuple[list[str], str]:
-        shop = get_shop(self.setting, self.goal_seed)
+        shop = get_shop(self.setting, self.goal_seed, **self.catalogue_kwargs)
         asin = goal["asin"]
         product = shop.catalogue.by_asin[asin]
         rng = random.Random(0)  # only `<r>` uses it; never searched here
@@ -99,7 +102,8 @@ class OraclePolicy:
         if missing:
             raise ValueError(f"OraclePolicy needs a goal or ChatRequest.context with {missing}")
         kind = "human" if ctx.get("env_id") in _HUMAN_ENV_IDS else "synthetic"
-        return get_task_goal(kind, ctx["split"], int(ctx["task_index"]), self.setting, self.goal_seed)
+        return get_task_goal(kind, ctx["split"], int(ctx["task_index"]), self.setting, self.goal_seed,
+                             **self.catalogue_kwargs)
 
     def generate(self, requests: list[ChatRequest]) -> list[Generation]:
         out = []

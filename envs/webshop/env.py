@@ -15,65 +15,100 @@ OBSERVATION_MODES = ("text", "text_rich")
 GOAL_KINDS = ("synthetic", "human")
 SEARCH_PLACEHOLDER = "search[<query>]"
 
-# Upstream's parser: `name[arg]` anchored at the start, greedy name, no newline inside.
-_UPSTREAM_ACTION = re.compile(r"(.+)\[(.+)\]")
-# An action inside a longer message (e.g. "Thought: ... Action: click[Buy Now]"): lower-case verb, not glued to a
-# preceding letter, argument on one line without ']'.
-_EMBEDDED_ACTION = re.compile(r"(?<![A-Za-z])(search|click)\[([^\]\n]+)\]")
+# An action verb inside a longer message: lower case, not glued to a preceding letter.
+_VERB = re.compile(r"(?<![A-Za-z])(search|click)\[")
 
 _cache_lock = threading.Lock()
 _shops: dict[tuple, Shop] = {}
 _goals: dict[tuple, list[dict]] = {}
 
 
-def get_shop(setting: str = "1k", seed: int = 0, show_attrs: bool = False) -> Shop:
-    """The shop (catalogue + search engine + reward) for a setting, built once per process and shared."""
-    key = (setting, seed, bool(show_attrs))
+def _paths_key(paths: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in paths.items() if v is not None))
+
+
+def get_shop(setting: str = "1k", seed: int = 0, show_attrs: bool = False, **paths) -> Shop:
+    """The shop (catalogue + search engine + reward) for a setting, built once per process and shared.
+
+    ``paths`` (items_path, attrs_path, human_ins_path, cache_dir) go to :func:`catalogue.load_catalogue`, e.g.
+    for the full catalogue or a synthetic one.
+    """
+    key = (setting, seed, bool(show_attrs), _paths_key(paths))
     with _cache_lock:
         shop = _shops.get(key)
         if shop is None:
             from .catalogue import load_catalogue
             from .reward import get_reward
-            from .search import SearchEngine
+            from .search import search_engine_for
 
-            base = next((s for k, s in _shops.items() if k[:2] == key[:2]), None)
-            if base is not None:  # same catalogue and index, other button set
-                shop = Shop(base.catalogue, base.search_engine, base.reward_fn, show_attrs=show_attrs)
-            else:
-                catalogue = load_catalogue(setting=setting, seed=seed)
-                shop = Shop(catalogue, SearchEngine(catalogue), get_reward, show_attrs=show_attrs)
+            catalogue = load_catalogue(setting=setting, seed=seed, **{k: v for k, v in paths.items() if v})
+            shop = Shop(catalogue, search_engine_for(catalogue), get_reward, show_attrs=show_attrs)
             _shops[key] = shop
         return shop
 
 
-def get_goals(kind: str = "synthetic", setting: str = "1k", seed: int = 0) -> list[dict]:
+def get_goals(kind: str = "synthetic", setting: str = "1k", seed: int = 0, **paths) -> list[dict]:
     """All goals of a kind in upstream order (after the seed-233 shuffle), built once per process."""
     if kind not in GOAL_KINDS:
         raise ValueError(f"goals must be one of {GOAL_KINDS}, got {kind!r}")
-    key = (kind, setting, seed)
+    key = (kind, setting, seed, _paths_key(paths))
     goals = _goals.get(key)
     if goals is None:
         from .goals import build_goals
 
-        catalogue = get_shop(setting, seed).catalogue
+        catalogue = get_shop(setting, seed, **paths).catalogue
         with _cache_lock:
             goals = _goals.setdefault(key, build_goals(catalogue, kind, seed))
     return goals
 
 
-def task_goal_indices(kind: str, split: str, setting: str = "1k", seed: int = 0) -> list[int]:
+def task_goal_indices(kind: str, split: str, setting: str = "1k", seed: int = 0, **paths) -> list[int]:
     """Indices into :func:`get_goals` that make up a split."""
     from .goals import split_indices
 
-    return list(split_indices(kind, split, len(get_goals(kind, setting, seed))))
+    return list(split_indices(kind, split, len(get_goals(kind, setting, seed, **paths))))
 
 
-def get_task_goal(kind: str, split: str, task_index: int, setting: str = "1k", seed: int = 0) -> dict:
+def get_task_goal(kind: str, split: str, task_index: int, setting: str = "1k", seed: int = 0, **paths) -> dict:
     """The goal dict of task `task_index` of a split (what an oracle needs to know about an episode)."""
-    idx = task_goal_indices(kind, split, setting, seed)
+    idx = task_goal_indices(kind, split, setting, seed, **paths)
     if not 0 <= task_index < len(idx):
         raise ValueError(f"task_index {task_index} out of range for {kind} split {split!r} ({len(idx)} tasks)")
-    return get_goals(kind, setting, seed)[idx[task_index]]
+    return get_goals(kind, setting, seed, **paths)[idx[task_index]]
+
+
+def _upstream_match(text: str) -> tuple[str, str] | None:
+    """What upstream's ``re.match(r"(.+)\\[(.+)\\]", text)`` returns as (name, arg), in linear time.
+
+    The regex backtracks quadratically on long bracket-heavy strings; its result is simple to state: on the first
+    line, name = everything before the last "[" (at position >= 1) that still has a "]" at least two characters
+    later, arg = everything between that "[" and the last "]" of the line.
+    """
+    line = text.split("\n", 1)[0]
+    close = line.rfind("]")
+    if close < 2:
+        return None
+    open_ = line.rfind("[", 1, close - 1)
+    if open_ < 1:
+        return None
+    return line[:open_], line[open_ + 1:close]
+
+
+def _last_embedded(text: str) -> tuple[str, str] | None:
+    """The last ``search[arg]``/``click[arg]`` in `text` (arg non-empty, one line, no "]"), in linear time.
+
+    Matches end at a "]", so the text is scanned segment by segment from the right, each segment being what lies
+    between two "]" (and after the last newline before the closing one); in a segment the leftmost verb wins.
+    """
+    close = text.rfind("]")
+    while close >= 0:
+        prev = text.rfind("]", 0, close)
+        start = max(prev + 1, text.rfind("\n", 0, close) + 1)
+        m = _VERB.search(text, start, close)
+        if m is not None and m.end() < close:
+            return m.group(1), text[m.end():close]
+        close = prev
+    return None
 
 
 def parse_action(text: str) -> tuple[str | None, str | None, bool]:
@@ -84,14 +119,12 @@ def parse_action(text: str) -> tuple[str | None, str | None, bool]:
     reply like ``Thought: ... Action: click[Buy Now]`` works. Verbs are case-sensitive as upstream
     (``Search[x]`` is not an action). Returns (None, None, False) when nothing action-shaped is found.
     """
-    m = _UPSTREAM_ACTION.match(text)
-    if m is not None and m.group(1) in ("search", "click"):
-        return m.group(1), m.group(2), False
-    found = None
-    for found in _EMBEDDED_ACTION.finditer(text):
-        pass
-    if found is not None:
-        return found.group(1), found.group(2), True
+    m = _upstream_match(text)
+    if m is not None and m[0] in ("search", "click"):
+        return m[0], m[1], False
+    m = _last_embedded(text)
+    if m is not None:
+        return m[0], m[1], True
     return None, None, False
 
 
@@ -103,9 +136,9 @@ def _why_no_action(text: str) -> str:
         if not re.search(r"(?<![A-Za-z])(search|click)\[", text):
             return "the verb must be lower case: search[...] or click[...]"
         return "malformed action: the argument must be on one line and must not contain ']'"
-    m = _UPSTREAM_ACTION.match(text)
+    m = _upstream_match(text)
     if m is not None:
-        return f"unknown action {m.group(1).strip()[:40]!r}: the only actions are search[...] and click[...]"
+        return f"unknown action {m[0].strip()[:40]!r}: the only actions are search[...] and click[...]"
     return "no action found: reply with search[keywords] or click[element]"
 
 
@@ -172,7 +205,9 @@ class WebShopEnv(TextEnv):
     generation (price bounds). render_mode: None or "ansi". show_attrs: show the Attributes button (upstream
     default False). list_actions_in_messages: append the valid actions to each observation in
     ``info["messages"]`` (never to the observation itself). system_prompt: replaces the default system prompt
-    (``{max_turns}`` is filled in).
+    (``{max_turns}`` is filled in). items_path / attrs_path / human_ins_path / cache_dir: catalogue files
+    for ``setting="full"`` or a custom catalogue, and where its prepared form is cached (see
+    :func:`catalogue.load_catalogue`).
 
     ## Version History
     v0: first version (upstream text env semantics, BM25 search, deterministic goal price bounds).
@@ -183,7 +218,8 @@ class WebShopEnv(TextEnv):
     def __init__(self, goals: str = "synthetic", split: str = "test", max_turns: int | None = 15,
                  task_index: int | None = None, observation_mode: str = "text", setting: str = "1k", seed: int = 0,
                  render_mode: str | None = None, show_attrs: bool = False, list_actions_in_messages: bool = True,
-                 system_prompt: str | None = None):
+                 system_prompt: str | None = None, items_path=None, attrs_path=None, human_ins_path=None,
+                 cache_dir=None):
         if goals not in GOAL_KINDS:
             raise ValueError(f"goals must be one of {GOAL_KINDS}, got {goals!r}")
         if observation_mode not in OBSERVATION_MODES:
@@ -192,9 +228,11 @@ class WebShopEnv(TextEnv):
         self.observation_mode = observation_mode
         self.list_actions_in_messages = bool(list_actions_in_messages)
         self._system_template = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
-        self.shop = get_shop(setting, seed, show_attrs)
-        self._all_goals = get_goals(goals, setting, seed)
-        self._indices = task_goal_indices(goals, split, setting, seed)
+        paths = {"items_path": items_path, "attrs_path": attrs_path, "human_ins_path": human_ins_path,
+                 "cache_dir": cache_dir}
+        self.shop = get_shop(setting, seed, show_attrs, **paths)
+        self._all_goals = get_goals(goals, setting, seed, **paths)
+        self._indices = task_goal_indices(goals, split, setting, seed, **paths)
         if not self._indices:
             raise ValueError(f"split {split!r} of the {goals} goals is empty for setting {setting!r}")
         super().__init__(max_turns=max_turns, task_index=task_index, render_mode=render_mode)
