@@ -70,6 +70,9 @@ class TrainConfig:
     """Sampling temperature of training rollouts; logits are scored at the same temperature."""
     max_context_tokens: int = 4096
     """Cap on a scored turn's context (older turns dropped first, see hero_gym.agents.context)."""
+    student_pass: str = "trajectory"
+    """How student log-probs are computed: "trajectory" (one forward per trajectory, when it fits
+    max_context_tokens; else per turn) or "turn" (one forward per turn). Both give the same numbers."""
     max_privileged_tokens: int = 2048
     """Cap on a teacher's privileged block."""
     seed: int = 0
@@ -138,6 +141,8 @@ class TrainConfig:
             raise ValueError(f"teacher must be current, ema or frozen, got {self.teacher!r}")
         if not 0 < self.teacher_update_rate <= 1:
             raise ValueError(f"teacher_update_rate must be in (0, 1], got {self.teacher_update_rate}")
+        if self.student_pass not in ("trajectory", "turn"):
+            raise ValueError(f"student_pass must be trajectory or turn, got {self.student_pass!r}")
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"rollout_backend must be hf or vllm, got {self.rollout_backend!r}")
         spec = get_spec(self.env_id)  # raises for an unknown id
@@ -289,6 +294,12 @@ class Trainer:
     def backward(self, loss: torch.Tensor) -> None:
         if loss.requires_grad:
             loss.backward()
+
+    def whole_trajectory_ok(self, traj: Trajectory, turns: list[int]) -> bool:
+        """Whether the student can be scored in one forward over `traj` (no turn up to the last one is truncated)."""
+        if self.config.student_pass != "trajectory" or not turns:
+            return False
+        return traj.turn_spans()[max(turns)][1] <= self.config.max_context_tokens
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a run-long counter (logged each step), e.g. turns without a diagnosis."""

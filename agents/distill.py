@@ -18,7 +18,7 @@ import torch
 from hero_gym.agents.base import Trainer, clone_frozen, ema_update
 from hero_gym.agents.context import TeacherContextBuilder, TurnItem, student_context
 from hero_gym.agents.losses import token_divergence
-from hero_gym.agents.scoring import action_logits, chunks
+from hero_gym.agents.scoring import action_logits, chunks, trajectory_action_logits
 from hero_gym.types import Trajectory
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -121,19 +121,46 @@ class SelfDistillTrainer(Trainer):
         return logits
 
     def batch_loss(self, groups: list[list[Trajectory]], scale: float) -> dict:
-        mc = self.method_config
         items = self.build_items(groups)
         total = sum(len(i.action_ids) for i in items)
         n_turns = sum(len(t.turns) for g in groups for t in g)
         stats = {"loss": 0.0, "loss_tokens": total, "scored_turns": len(items), "turns": n_turns}
         if not total:
             return stats
-        for chunk in chunks(items, self.config.micro_batch_size):
+        trajs = [t for g in groups for t in g]
+        by_traj: dict[int, list[TurnItem]] = {}
+        for it in items:
+            by_traj.setdefault(it.traj_index, []).append(it)
+        per_turn: list[TurnItem] = []
+        for k, its in by_traj.items():
+            traj = trajs[k]
+            if not self.whole_trajectory_ok(traj, [i.turn_index for i in its]):
+                per_turn += its
+                continue
+            # One student forward for the whole trajectory; teacher contexts batched per micro-batch of turns.
+            spans = traj.turn_spans()
+            end = spans[max(i.turn_index for i in its)][1]
+            s_list = trajectory_action_logits(self.model, traj.token_ids()[:end], [spans[i.turn_index] for i in its],
+                                              self.config.temperature)
+            loss = 0.0
+            for start in range(0, len(its), self.config.micro_batch_size):
+                chunk = its[start:start + self.config.micro_batch_size]
+                t_logits = self.teacher_logits(chunk)
+                for j, it in enumerate(chunk):
+                    n = len(it.action_ids)
+                    loss = loss + self._divergence(s_list[start + j], t_logits[j, -n:]).sum()
+            self._step_loss(loss / total, scale, stats)
+        for chunk in chunks(per_turn, self.config.micro_batch_size):
             t_logits = self.teacher_logits(chunk)
             s_logits, _, mask = action_logits(self.model, [i.student_ids for i in chunk],
                                               [i.action_ids for i in chunk], self.pad_id, self.config.temperature)
-            per_tok = token_divergence(s_logits, t_logits, mc.alpha, mc.topk, mc.add_tail)
-            loss = (per_tok * mask).sum() / total
-            self.backward(loss * scale)
-            stats["loss"] += float(loss.detach())
+            self._step_loss((self._divergence(s_logits, t_logits) * mask).sum() / total, scale, stats)
         return stats
+
+    def _divergence(self, s_logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
+        mc = self.method_config
+        return token_divergence(s_logits, t_logits, mc.alpha, mc.topk, mc.add_tail)
+
+    def _step_loss(self, loss: torch.Tensor, scale: float, stats: dict) -> None:
+        self.backward(loss * scale)
+        stats["loss"] += float(loss.detach())

@@ -14,7 +14,7 @@ import torch
 from hero_gym.agents.base import Trainer, clone_frozen
 from hero_gym.agents.context import TurnItem, student_context
 from hero_gym.agents.losses import clipped_pg_loss, group_advantages
-from hero_gym.agents.scoring import action_logits, chunks, token_logprobs
+from hero_gym.agents.scoring import action_logits, chunks, token_logprobs, trajectory_action_logits
 from hero_gym.types import Trajectory
 
 
@@ -70,20 +70,47 @@ class GRPOTrainer(Trainer):
         active = items if self.ref_model is not None else [it for it in items if it.weight != 0.0]
         stats = {"loss": 0.0, "loss_tokens": total, "active_tokens": sum(len(i.action_ids) for i in active),
                  "adv_abs_mean": float(adv.abs().mean()) if len(adv) else 0.0}
-        for chunk in chunks(active, cfg.micro_batch_size):
+        by_traj: dict[int, list[TurnItem]] = {}
+        for it in active:
+            by_traj.setdefault(it.traj_index, []).append(it)
+        per_turn: list[TurnItem] = []
+        for k, its in by_traj.items():
+            traj = trajs[k]
+            if not self.whole_trajectory_ok(traj, [i.turn_index for i in its]):
+                per_turn += its
+                continue
+            spans = traj.turn_spans()
+            ids = traj.token_ids()[:spans[max(i.turn_index for i in its)][1]]
+            sel = [spans[i.turn_index] for i in its]
+            logits = torch.cat(trajectory_action_logits(self.model, ids, sel, cfg.temperature))
+            targets = torch.tensor([t for s, e in sel for t in ids[s:e]], device=logits.device)
+            ref = None
+            if self.ref_model is not None:
+                with torch.no_grad():
+                    ref = token_logprobs(torch.cat(trajectory_action_logits(self.ref_model, ids, sel, cfg.temperature)),
+                                         targets)
+            a = torch.tensor([i.weight for i in its for _ in i.action_ids], device=logits.device)
+            self._pg_step(token_logprobs(logits, targets), a, torch.ones_like(a), ref, total, scale, stats)
+        for chunk in chunks(per_turn, cfg.micro_batch_size):
             ctxs, acts = [i.student_ids for i in chunk], [i.action_ids for i in chunk]
             logits, targets, mask = action_logits(self.model, ctxs, acts, self.pad_id, cfg.temperature)
-            logp = token_logprobs(logits, targets)
             ref = None
             if self.ref_model is not None:
                 with torch.no_grad():
                     rl, _, _ = action_logits(self.ref_model, ctxs, acts, self.pad_id, cfg.temperature)
                     ref = token_logprobs(rl, targets)
+            logp = token_logprobs(logits, targets)
             a = torch.tensor([i.weight for i in chunk], device=logp.device, dtype=logp.dtype)[:, None].expand_as(logp)
-            mean, s = clipped_pg_loss(logp, logp.detach(), a, mask, mc.clip_low, mc.clip_high, ref, mc.kl_coef)
-            loss = mean * mask.sum() / total
-            self.backward(loss * scale)
-            stats["loss"] += float(loss.detach())
-            for k, v in s.items():
-                stats[k] = stats.get(k, 0.0) + v * float(mask.sum()) / max(1, stats["active_tokens"])
+            self._pg_step(logp, a, mask, ref, total, scale, stats)
         return stats
+
+    def _pg_step(self, logp, adv, mask, ref, total, scale, stats) -> None:
+        mc = self.method_config
+        adv = adv.to(logp.dtype)
+        mean, s = clipped_pg_loss(logp, logp.detach(), adv, mask.to(logp.dtype), mc.clip_low, mc.clip_high, ref, mc.kl_coef)
+        n = float(mask.sum())
+        loss = mean * n / total
+        self.backward(loss * scale)
+        stats["loss"] += float(loss.detach())
+        for k, v in s.items():
+            stats[k] = stats.get(k, 0.0) + v * n / max(1, stats["active_tokens"])

@@ -69,3 +69,25 @@ def chunks(items: list, size: int):
         raise ValueError(f"micro-batch size must be >= 1, got {size}")
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def trajectory_action_logits(model, ids: list[int], spans: list[tuple[int, int]], temperature: float = 1.0) -> list[torch.Tensor]:
+    """One forward over a whole trajectory's ids; the logits predicting each span's tokens, one ``[L, V]`` per span.
+
+    A causal model gives every turn exactly the logits it would get from its own prefix, so this replaces one
+    forward per turn (quadratic in the number of turns) when the trajectory fits the context cap. Only the needed
+    positions are projected on the vocabulary.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for scoring, got {temperature}")
+    if not spans:
+        return []
+    if any(s < 1 or e > len(ids) or e < s for s, e in spans):
+        raise ValueError(f"action spans {spans} do not fit a sequence of {len(ids)} tokens (each needs a context)")
+    device = next(model.parameters()).device
+    keep = torch.tensor([p - 1 for s, e in spans for p in range(s, e)], dtype=torch.long, device=device)
+    x = torch.tensor([ids], dtype=torch.long, device=device)
+    logits = model(input_ids=x, logits_to_keep=keep, use_cache=False).logits[0]
+    if temperature != 1.0:
+        logits = logits / temperature
+    return list(torch.split(logits, [e - s for s, e in spans], dim=0))

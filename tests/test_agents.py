@@ -189,7 +189,9 @@ def test_full_demo_without_success_gets_no_loss(tmp_path):
 # ----- gradients and loss ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["grpo", "sdpo", "hero"])
 def test_gradient_is_zero_outside_agent_tokens(tmp_path, method):
-    tr = build(tmp_path, method, cfg_kw={"micro_batch_size": 100, "teacher": "frozen"})
+    # Per-turn student passes: one lm_head call whose every position is checked (the trajectory pass is shown
+    # equal to this one in test_student_pass_trajectory_equals_per_turn).
+    tr = build(tmp_path, method, cfg_kw={"micro_batch_size": 100, "teacher": "frozen", "student_pass": "turn"})
     groups = tr.collect(0, 0)
     grads = []
     head = tr.model.get_output_embeddings()
@@ -265,6 +267,37 @@ def test_repeated_grpo_updates_raise_likelihood_of_better_than_average_trajector
         tr.batch_loss(groups, 1.0)
         tr.optimizer.step()
     assert objective() > before + 1.0
+
+
+@pytest.mark.parametrize("method", ["grpo", "sdpo"])
+def test_student_pass_trajectory_equals_per_turn(tmp_path, method):
+    a = build(tmp_path, method, cfg_kw={"student_pass": "turn", "teacher": "frozen"})
+    b = build(tmp_path, method, cfg_kw={"student_pass": "trajectory", "teacher": "frozen"})
+    c = build(tmp_path, method, cfg_kw={"student_pass": "trajectory", "teacher": "frozen"})
+    groups = a.collect(0, 0)
+    c.config.max_context_tokens = groups[0][0].turn_spans()[1][1]  # the last turn no longer fits
+    assert b.whole_trajectory_ok(groups[0][0], [2]) and not c.whole_trajectory_ok(groups[0][0], [2])
+    losses = [t.batch_loss(groups, 1.0) for t in (a, b)]
+    assert losses[0]["loss"] != 0
+    assert losses[0]["loss"] == pytest.approx(losses[1]["loss"], rel=1e-4, abs=1e-9)
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-3, atol=1e-6)
+    c.batch_loss(groups, 1.0)  # mixed: long trajectories fall back to per-turn, truncated contexts
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in c.model.parameters())
+
+
+def test_trajectory_logits_match_per_turn_logits(tmp_path):
+    from hero_gym.agents.scoring import action_logits, trajectory_action_logits
+
+    tr = build(tmp_path, "sdpo")
+    traj = tr.collect(0, 0)[0][0]
+    spans = traj.turn_spans()
+    whole = trajectory_action_logits(tr.model, traj.token_ids(), spans)
+    for t, (s, e) in enumerate(spans):
+        lg, _, m = action_logits(tr.model, [student_context(traj, t)], [traj.turns[t].action_token_ids], tr.pad_id)
+        torch.testing.assert_close(whole[t], lg[0, -(e - s):], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="spans"):
+        trajectory_action_logits(tr.model, traj.token_ids(), [(0, 3)])
 
 
 def test_micro_batch_size_does_not_change_the_loss_or_gradient(tmp_path):
