@@ -11,7 +11,7 @@ Two catalogues: the bundled 1k one, and a synthetic one of ``--large-n`` product
 subprocesses: cold (parse + prepare + pickle), cached reload (read the pickle), search index build, goal build.
 
 Run: ``HERO_GYM_DATA=/work/shared/data OMP_NUM_THREADS=1 python -m hero_gym.benchmarks.bench_webshop
-[--episodes 200] [--large-n 100000] [--workdir /tmp/webshop-bench]``
+[--episodes 200] [--large-n 100000] [--workdir /tmp/webshop-bench] [--no-prep]``
 """
 
 from __future__ import annotations
@@ -43,20 +43,25 @@ def _episode(env: WebShopEnv, task: int, times: dict[str, list[float]]) -> None:
     _, _, _, _, info = step("search", f"search[{info['instruction'].lower().replace('[', ' ').replace(']', ' ')}]")
     step("next", "click[next >]")
     _, _, _, _, info = step("prev_results", "click[< prev]")
-    items = [a for a in info["valid_actions"] if a.startswith("click[b")]
+    by_asin = env.shop.catalogue.by_asin
+    items = [f"click[{c}]" for c in info["available_actions"]["clickables"] if c.upper() in by_asin]
     target = f"click[{goal['asin'].lower()}]"
     if target not in info["valid_actions"]:
         if not items:
             return
         target = items[0]
     _, _, _, _, info = step("click_item", target)
-    opts = info["available_actions"]["clickables"][6 + env.shop.show_attrs:]
+    if info["page"] != "item":
+        raise RuntimeError(f"benchmark episode {task} did not reach an item page: {info.get('invalid_reason')}")
+    opts = [v for vs in by_asin[target[6:-1].upper()]["options"].values() for v in vs]
     for v in opts[:2]:
         step("option", f"click[{v}]")
     for sub in ("description", "features"):
         step("sub_page", f"click[{sub}]")
         step("prev_item", "click[< prev]")
-    step("buy", "click[buy now]")
+    *_, info = step("buy", "click[buy now]")
+    if info["termination_reason"] != "purchase":
+        raise RuntimeError(f"benchmark episode {task} did not end with a purchase: {info.get('invalid_reason')}")
 
 
 def measure_steps(env: WebShopEnv, episodes: int) -> dict[str, dict]:
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--large-n", type=int, default=100_000, help="products in the synthetic catalogue (0: skip)")
     ap.add_argument("--workdir", default="/tmp/webshop-bench")
+    ap.add_argument("--no-prep", action="store_true", help="skip the (slow) preparation measurements")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -141,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"1k env construction in this process (catalogue from cache, index, goals): "
               f"{time.perf_counter() - t:.2f} s", ""]
     lines += _table("1k catalogue, synthetic goals (test split)", measure_steps(env, args.episodes))
-    lines += _prep_lines("1k catalogue", measure_preparation("1k", work / "cache-1k"))
+    if not args.no_prep:
+        lines += _prep_lines("1k catalogue", measure_preparation("1k", work / "cache-1k"))
 
     if args.large_n:
         items, attrs = work / f"items_{args.large_n}.json", work / f"attrs_{args.large_n}.json"
@@ -154,8 +161,9 @@ def main(argv: list[str] | None = None) -> None:
             lines += [f"Synthetic catalogue of {args.large_n} products written in {time.perf_counter() - t:.1f} s "
                       f"({items.stat().st_size / 1e6:.0f} MB).", ""]
         paths = {"items_path": str(items), "attrs_path": str(attrs)}
-        prep = measure_preparation("full", work / "cache-large", **paths)
-        lines += _prep_lines(f"synthetic {args.large_n}-product catalogue", prep)
+        if not args.no_prep:
+            prep = measure_preparation("full", work / "cache-large", **paths)
+            lines += _prep_lines(f"synthetic {args.large_n}-product catalogue", prep)
         big = WebShopEnv(setting="full", max_turns=100, cache_dir=str(work / "cache-large"), **paths)
         lines += _table(f"synthetic {args.large_n}-product catalogue, synthetic goals (test split)",
                         measure_steps(big, args.episodes))
