@@ -90,7 +90,7 @@ def test_purchase_with_goal_options_scores_one(env):
         "[SEP] options [SEP] attrs [SEP] price upper [SEP] instuction text [SEP] category [SEP] product category "
         "[SEP] query [SEP] Goal [SEP] None [SEP] Reward [SEP] Your score (min 0.0, max 1.0) [SEP] 1.0 [SEP] "
         "Reward Details [SEP] None")
-    assert info["valid_actions"] == []
+    assert info["valid_actions"] == [] and info["messages"][-1] == {"role": "user", "content": obs}
     with pytest.raises(RuntimeError):
         env.step("click[buy now]")
 

@@ -308,9 +308,10 @@ class WebShopEnv(TextEnv):
         return acts + [f"click[{c}]" for c in available["clickables"] if c != "search"]
 
     def _user_message(self, obs: str, available: dict) -> str:
-        if not self.list_actions_in_messages:
+        actions = self.valid_actions(available)
+        if not self.list_actions_in_messages or not actions:  # the done page has none
             return obs
-        lines = "\n".join(f"- {a}" for a in self.valid_actions(available))
+        lines = "\n".join(f"- {a}" for a in actions)
         return f"{obs}\n\nAvailable actions:\n{lines}"
 
     def _extra(self, available: dict) -> dict[str, Any]:
