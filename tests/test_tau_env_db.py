@@ -114,7 +114,8 @@ def _apply(db, edits):
                 rec["extra"] = {"set_int": 1, "set_float": 1.0, "set_bool": True}[op]
 
 
-@settings(max_examples=20, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None)
 @given(_edits, _edits)
 def test_touched_record_diff_agrees_with_whole_db_hash(a, b):
     """Our comparison must say 'equal' exactly when upstream's full-database sha256 does."""

@@ -69,15 +69,16 @@ class OraclePolicy:
     number of assistant messages already in the conversation.
     """
 
-    def __init__(self, task: Task | None = None, name: str = "oracle", **_: Any):
+    def __init__(self, task: Task | None = None, env_id: str | None = None, name: str = "oracle", **_: Any):
         self.task = task
+        self.env_id = env_id  # used when a request's context names no env
         self.name = name
 
     def generate(self, requests: list[ChatRequest]) -> list[Generation]:
         out = []
         for r in requests:
             try:
-                task = self.task or task_from_context(r.context or {})
+                task = self.task or task_from_context({"env_id": self.env_id, **(r.context or {})})
             except (ValueError, KeyError) as e:
                 out.append(Generation(text="", error=f"oracle: {e}", finish_reason="error"))
                 continue
@@ -127,15 +128,17 @@ class RandomToolPolicy:
 
     MESSAGES = ("Could you tell me more about your request?", "Let me look into that for you.", "Thank you!")
 
-    def __init__(self, seed: int = 0, p_message: float = 0.1, name: str = "random", **_: Any):
+    def __init__(self, seed: int = 0, p_message: float = 0.1, env_id: str | None = None, name: str = "random", **_: Any):
         self.seed = seed
+        self.env_id = env_id  # used when a request's context names no env
         self.p_message = p_message
         self.name = name
         self._pools: dict[tuple[str, str], dict[str, list]] = {}
 
     def _pool(self, context: dict, tools: list[dict]) -> dict[str, list]:
-        if context.get("env_id"):
-            domain, version, _ = _env_facts(context["env_id"])
+        env_id = context.get("env_id") or self.env_id
+        if env_id:
+            domain, version, _ = _env_facts(env_id)
         else:  # no context: tell the domain from the tools offered
             names = {t.get("function", t).get("name") for t in tools}
             domain, version = ("airline" if "get_reservation_details" in names else "retail"), "v1"

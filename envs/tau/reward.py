@@ -20,7 +20,7 @@ TERMINATE_TOOLS = frozenset({"transfer_to_human_agents"})
 TAU2_COMPONENTS = ("DB", "COMMUNICATE", "NL_ASSERTION", "ACTION", "ENV_ASSERTION")
 
 Snapshot = dict[str, dict[str, str | None]]
-_GOLD: dict[tuple, tuple[Snapshot, tuple[str, ...]]] = {}
+_GOLD: dict[tuple, tuple[Snapshot, tuple[str, ...], Any]] = {}
 
 
 def run_tool(db: TauDB, tools: Mapping[str, Callable[..., str]], name: str, kwargs: dict) -> str:
@@ -36,17 +36,18 @@ def run_tool(db: TauDB, tools: Mapping[str, Callable[..., str]], name: str, kwar
 
 def gold_state(task: Task, tools: Mapping[str, Callable[..., str]]) -> tuple[Snapshot, tuple[str, ...]]:
     """(snapshot of the records the gold calls touched, the gold calls' observations); cached per task."""
+    # The entry keeps a reference to `tools`, so no other tool table can reuse its id while the entry lives.
     key = (task.version, task.domain, id(tools), json.dumps(task.actions, sort_keys=True))
     hit = _GOLD.get(key)
-    if hit is None:
+    if hit is None or hit[2] is not tools:
         db = TauDB(task.version, task.domain)
         outs = tuple(
             run_tool(db, tools, a["name"], a["kwargs"])
             for a in task.actions
             if a["name"] not in TERMINATE_TOOLS and a["name"] in tools
         )
-        hit = _GOLD[key] = (db.snapshot(), outs)
-    return hit
+        hit = _GOLD[key] = (db.snapshot(), outs, tools)
+    return hit[0], hit[1]
 
 
 def outputs_said(outputs: tuple[str, ...] | list[str], said: list[str]) -> dict[str, bool]:
