@@ -321,3 +321,29 @@ def test_oracle_and_random_policy_errors_are_reported_not_raised():
     assert gen.error and "out of range" in gen.error
     gen = RandomToolPolicy().generate([ChatRequest(messages=[], tools=[], context={})])[0]
     assert gen.text and not gen.error
+
+
+def test_a_policy_as_user_is_wrapped_in_llm_user():
+    prompts = []
+
+    def customer(messages, tools):
+        prompts.append(messages)
+        return "I want to cancel my order." if len(messages) <= 2 else "Great, thanks! ###STOP###"
+
+    env = TauEnv("retail", "v1", "test", user=CallablePolicy(customer, name="customer"))
+    obs, info = env.reset(seed=0, options={"task_index": 0})
+    assert obs == "I want to cancel my order."
+    assert "Yusuf Rossi" in prompts[0][0]["content"]  # the instruction reached the user model's system prompt
+    obs, r, term, trunc, info = env.step("Done, anything else?")
+    assert term and info["termination_reason"] == "user_stop" and prompts[-1][-1]["content"] == "Done, anything else?"
+
+
+def test_task_helpers_need_a_reset():
+    env = TauEnv("retail", "v1", "dev", user=StubUser())
+    with pytest.raises(RuntimeError):
+        env.task
+    with pytest.raises(RuntimeError):
+        env.compute_reward()
+    assert env.gold_actions(0) == list(env.tasks[0].actions)
+    with pytest.raises(ValueError):
+        env.gold_actions(20)
