@@ -139,11 +139,30 @@ def test_transfer_tool_ends_the_episode():
     assert "reward_info" in info and r == 0.0
 
 
+class BuggyUser(StubUser):
+    def step(self, message):
+        return {}["missing"]
+
+
 def test_user_failure_ends_with_error():
     env = TauEnv("retail", "v1", "test", user=FailingUser())
     env.reset(options={"task_index": 0})
     obs, r, term, trunc, info = env.step("hello")
     assert term and r == 0.0 and info["termination_reason"] == "error" and "backend down" in info["error"]
+    env = TauEnv("retail", "v1", "test", user=BuggyUser())
+    env.reset(options={"task_index": 0})
+    obs, r, term, trunc, info = env.step("hello")
+    assert term and info["termination_reason"] == "error" and "KeyError" in info["error"]
+
+
+def test_a_failing_custom_parser_is_an_invalid_action():
+    def parser(text):
+        raise ValueError("cannot read this")
+
+    env = TauEnv("retail", "v1", "test", user=StubUser(), action_parser=parser)
+    env.reset(options={"task_index": 0})
+    obs, r, term, trunc, info = env.step("anything")
+    assert info["invalid"] and "cannot read this" in obs and not term
 
 
 def test_budget_truncates_with_zero_reward():

@@ -188,7 +188,11 @@ class TauEnv(TextEnv):
         if len(action) > self.max_action_chars:
             reason = f"action is {len(action)} characters long; the limit is {self.max_action_chars}"
             return self._invalid(action[: self.max_action_chars], reason, f"Error: {reason}")
-        parsed = self.action_parser(action)
+        try:
+            parsed = self.action_parser(action)
+        except Exception as e:  # noqa: BLE001 -- a user-supplied parser failing is a bad action, not a crash
+            reason = f"action parser raised {type(e).__name__}: {e}"
+            return self._invalid(action, reason, f"Error: {reason}")
         if not isinstance(parsed, Action):
             reason = f"action parser returned {type(parsed).__name__}, expected Action"
             return self._invalid(action, reason, f"Error: {reason}")
@@ -232,9 +236,10 @@ class TauEnv(TextEnv):
             reply = self.user.step(content)
             if not isinstance(reply, str):
                 raise UserSimulatorError(f"user.step() returned {type(reply).__name__}, expected str")
-        except UserSimulatorError as e:
+        except Exception as e:  # noqa: BLE001 -- any user failure ends this episode with reason "error", not the run
+            error = str(e) if isinstance(e, UserSimulatorError) else f"user simulator raised {type(e).__name__}: {e}"
             self._messages.append({"role": "user", "content": ""})
-            return self._finish("", TerminationReason.ERROR, {"error": str(e)}, score=False)
+            return self._finish("", TerminationReason.ERROR, {"error": error}, score=False)
         self._messages.append({"role": "user", "content": reply})
         ends = ("###STOP###",) if self.version == "v1" else tuple(_USER_END)
         for token in ends:
