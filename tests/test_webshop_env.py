@@ -62,8 +62,8 @@ def test_item_and_sub_pages_exact_text(env):
 
 def test_text_rich_item_page(env):
     obs, *_ = _to_item0(env, "text_rich")
-    assert obs.startswith(f"Instruction:\n{INSTR0}\n[button] Back to Search [button_]\n[button] < Prev [button_]\nsize\n"
-                          '  [button] 16" x 16" [button_]\n  [button] 18 x 18-inch [button_]\n')
+    assert obs.startswith(f"Instruction:\n{INSTR0}\n[button] Back to Search [button_]\n[button] < Prev [button_]\n"
+                          'size\n  [button] 16" x 16" [button_]\n  [button] 18 x 18-inch [button_]\n')
     obs, *_ = env.step("click[18 x 18-inch]")
     assert obs.startswith("You have clicked 18 x 18-inch.\nInstruction:\n")
     assert "  [clicked button] 18 x 18-inch [clicked button_]\n" in obs

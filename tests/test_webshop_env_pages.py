@@ -158,7 +158,8 @@ def test_attributes_page_when_shown(shop):
     assert s.page == SUB and shop.render(s) == (
         "Instruction: [SEP] Find me a pillow [SEP] Back to Search [SEP] < Prev [SEP] machine washable [SEP] garden "
         "[SEP] throw pillow covers [SEP] Home & Kitchen › Bedding")
-    assert shop.render(s, "text_rich").endswith("\n machine washable\ngarden\nthrow pillow covers\nHome & Kitchen › Bedding\n")
+    assert shop.render(s, "text_rich").endswith(
+        "\n machine washable\ngarden\nthrow pillow covers\nHome & Kitchen › Bedding\n")
 
 
 def test_navigation_quirks(shop):

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     dt = time.perf_counter() - t0
     mean = sum(r["reward"] for r in rows) / n
     succ = sum(r["success"] for r in rows) / n
-    print(f"| goals | split | policy | episodes | mean reward | success rate | mean turns | found via | time |")
+    print("| goals | split | policy | episodes | mean reward | success rate | mean turns | found via | time |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.goals} | {args.split} | {args.policy} | {n} | {mean:.4f} | {succ:.4f} | "
           f"{sum(r['turns'] for r in rows) / n:.2f} | {hows or '-'} | {dt:.1f} s |")

@@ -120,7 +120,8 @@ class Shop:
         if head == "<q>":
             query = " ".join(keywords[1:]).strip()
             return [p["asin"] for p in products if p.get("query") == query]
-        return [a for a in self.search_engine.search(" ".join(keywords), k=SEARCH_RETURN_N) if a in self.catalogue.by_asin]
+        hits = self.search_engine.search(" ".join(keywords), k=SEARCH_RETURN_N)
+        return [a for a in hits if a in self.catalogue.by_asin]
 
     def _show_results(self, s: Session, keywords: list[str], page_num: int, rng: random.Random) -> None:
         key = tuple(keywords)
