@@ -200,3 +200,13 @@ def test_oracle_script_shape():
     assert len(script) == len(t.actions) + 1 and not script[-1].startswith("{")
     with_transfer = next(t for t in load_tasks("v1", "airline", "test") if any(a["name"] == "transfer_to_human_agents" for a in t.actions))
     assert "transfer_to_human_agents" in oracle_script(with_transfer)[-1]
+
+
+@pytest.mark.parametrize("env_id", ["hero_gym/TauRetail-v0", "hero_gym/TauAirline-v0", "hero_gym/Tau2Airline-v0"])
+def test_oracle_through_the_rollout_engine(env_id):
+    """The context the rollout engine sets is enough for the oracle to find its task."""
+    from hero_gym.policies.scripted import load_policy
+    from hero_gym.rollout import EpisodeSpec, run_episodes
+
+    trajs = run_episodes(env_id, load_policy("oracle", env_id=env_id), [EpisodeSpec(task_index=i, seed=i) for i in (0, 7, 13)])
+    assert [t.reward for t in trajs] == [1.0, 1.0, 1.0] and all(t.success for t in trajs)
