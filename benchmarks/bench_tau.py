@@ -26,7 +26,7 @@ from hero_gym.data import path
 from hero_gym.envs.tau.db import _SOURCES
 from hero_gym.envs.tau.env import TauEnv, domain_tools
 from hero_gym.envs.tau.reward import TERMINATE_TOOLS, outputs_said, run_tool
-from hero_gym.envs.tau.tasks import Task, load_tasks
+from hero_gym.envs.tau.tasks import Task
 
 
 class _SilentUser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from hero_gym.envs.tau.arguments import check_arguments
 from hero_gym.envs.tau.db import TauDB
 from hero_gym.envs.tau.reward import TERMINATE_TOOLS, run_tool, tau2_reward, v1_reward
 from hero_gym.envs.tau.tasks import Task, load_tasks, splits, task_user_record
+from hero_gym.envs.tau.users import UserSimulatorError
 
 DEFAULT_MAX_ACTION_CHARS = 20_000
 _POLICY_FILES = {"v1": ("tau-v1", "tau/v1/{domain}/wiki.md"), "tau2": ("tau2", "tau/tau2/{domain}/policy.md")}
@@ -230,8 +232,6 @@ class TauEnv(TextEnv):
     def _message_turn(self, content: str) -> tuple[str, float, bool, str | None, dict]:
         self._messages.append({"role": "assistant", "content": content})
         self._said.append(content)
-        from hero_gym.envs.tau.users import UserSimulatorError
-
         try:
             reply = self.user.step(content)
             if not isinstance(reply, str):
@@ -328,8 +328,6 @@ def _split_path(spec: tuple[str, str], domain: str) -> tuple[str, str]:
 
 
 def _dumps(arguments: dict) -> str:
-    import json
-
     try:
         return json.dumps(arguments)
     except (TypeError, ValueError):  # a custom parser handed us something JSON cannot hold

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+
 from hero_gym.data import load_json
+from hero_gym.envs.tau.db import base_tables
 
 V1_SPLITS = {"retail": ("train", "test", "dev"), "airline": ("test",)}
 TAU2_SPLITS = ("train", "test", "base")
@@ -140,8 +142,6 @@ def _tau2_user_id(actions: tuple[dict, ...], scenario: dict, domain: str) -> str
 
 def _user_id_from_lookups(actions: tuple[dict, ...], domain: str) -> str | None:
     # Retail tasks identify the user by email or name + zip: resolve the gold lookup against the base users.
-    from hero_gym.envs.tau.db import base_tables
-
     tables = base_tables("tau2", domain)
     # Failing that, the owner of an order or reservation a gold call touches.
     for a in actions:
@@ -192,8 +192,6 @@ def _tau2_task(r: dict, index: int, domain: str, split: str) -> Task:
 
 def task_user_record(task: Task) -> dict | None:
     """The task's user record from the frozen base database (read-only), or None when the task names no user."""
-    from hero_gym.envs.tau.db import base_tables
-
     if task.user_id is None:
         return None
     return base_tables(task.version, task.domain)["users"].records.get(task.user_id)
