@@ -192,6 +192,10 @@ def test_bad_task_index_split_domain_version():
         TauEnv("retail", "v1", "test", tau2_reward_basis=["DB"])
     with pytest.raises(TypeError):
         TauEnv("retail", "v1", "test", user=42)
+    with pytest.raises(ValueError, match="unknown tau2 reward component"):
+        TauEnv("retail", "tau2", "test", tau2_reward_basis=["DB", "VIBES"])
+    with pytest.raises(TypeError):
+        TauEnv("retail", "tau2", "test", judge="gpt")
 
 
 def _episode(env, index, policy, seed):

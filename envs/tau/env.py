@@ -12,7 +12,7 @@ from hero_gym.data import read_text
 from hero_gym.env import TerminationReason, TextEnv
 from hero_gym.envs.tau.arguments import check_arguments
 from hero_gym.envs.tau.db import TauDB
-from hero_gym.envs.tau.reward import TERMINATE_TOOLS, run_tool, tau2_reward, v1_reward
+from hero_gym.envs.tau.reward import TAU2_COMPONENTS, TERMINATE_TOOLS, run_tool, tau2_reward, v1_reward
 from hero_gym.envs.tau.tasks import Task, load_tasks, splits, task_user_record
 from hero_gym.envs.tau.users import UserSimulatorError
 
@@ -156,6 +156,11 @@ class TauEnv(TextEnv):
         self.tau2_reward_basis = None if tau2_reward_basis is None else tuple(tau2_reward_basis)
         if version == "v1" and self.tau2_reward_basis is not None:
             raise ValueError("tau2_reward_basis applies to version='tau2' only")
+        bad = [c for c in self.tau2_reward_basis or () if c not in TAU2_COMPONENTS]
+        if bad:
+            raise ValueError(f"unknown tau2 reward component(s) {bad}; known: {list(TAU2_COMPONENTS)}")
+        if judge is not None and not hasattr(judge, "generate"):
+            raise TypeError(f"judge must be a Policy (with generate), got {type(judge).__name__}")
         if isinstance(max_action_chars, bool) or not isinstance(max_action_chars, int) or max_action_chars < 1:
             raise ValueError(f"max_action_chars must be a positive integer, got {max_action_chars!r}")
         self.max_action_chars = max_action_chars
