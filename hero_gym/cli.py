@@ -56,11 +56,11 @@ def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None
                    help="policy spec: smollm2 | hf:PATH | vllm:MODEL | http:URL#MODEL | oracle | random | pkg.mod:factory")
     p.add_argument("--k", type=_positive_int, default=d.get("k", 1), help="attempts per task (default %(default)s)")
     p.add_argument("--max-turns", type=_positive_int, default=d.get("max_turns"),
-                   help="agent turn budget per episode (default: the env's)")
+                   help="agent turn budget per episode (default: " + ("%(default)s" if demo else "the env's") + ")")
     p.add_argument("--tasks", default=d.get("tasks", "all"), help="'all', '0-9', '3' or '0-4,10' (default %(default)s)")
     p.add_argument("--limit", type=_positive_int, default=d.get("limit"), help="only the first N selected tasks")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="base seed; each (task, attempt) derives its own")
-    p.add_argument("--out", default=d.get("out"), required=not demo, help="run directory (resumes if it exists)")
+    p.add_argument("--out", default=d.get("out"), required=not demo, help="run directory (resumes if it exists)" + (" (default %(default)s)" if demo else ""))
     p.add_argument("--temperature", type=float, default=d.get("temperature", 1.0), help="sampling temperature (0 = greedy)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=d.get("max_new_tokens", 256),
                    help="generation cap per turn (default %(default)s)")
@@ -69,12 +69,17 @@ def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None
     p.add_argument("--method", default=None, help="training method of the evaluated checkpoint (for budget sweeps)")
     p.add_argument("--train-budget", type=_positive_int, default=None,
                    help="training turn budget of the evaluated checkpoint (for budget sweeps)")
+    p.add_argument("--threads", type=_positive_int, default=d.get("threads"),
+                   help="CPU threads for a local model (default: " + ("all cores" if demo else "torch's default") + ")")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-# The README's main job: the embedded SmolLM2 on real tau2 retail tasks, small enough for a laptop CPU.
-_DEMO = {"env": "hero_gym/Tau2Retail-v0", "split": "test", "policy": "smollm2", "k": 2, "max_turns": 6,
-         "tasks": "0-4", "out": "results/demo", "temperature": 1.0, "max_new_tokens": 128, "user": "scripted"}
+# The README's main job: the embedded SmolLM2 on real tau2 retail tasks, small enough for a 2-core CPU. Each agent
+# turn re-reads a ~4.8k-token prompt (the domain policy and tool schemas), about 35 s of one CPU core for SmolLM2-135M,
+# so 3 tasks x 2 attempts x 2 turns is what fits in ~10 minutes; raise --tasks/--k/--max-turns on a bigger machine.
+_DEMO = {"env": "hero_gym/Tau2Retail-v0", "split": "test", "policy": "smollm2", "k": 2, "max_turns": 2,
+         "tasks": "0-2", "out": "results/demo", "temperature": 1.0, "max_new_tokens": 96, "user": "scripted",
+         "threads": os.cpu_count() or 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a policy: k attempts per task, stored per episode, resumable")
     _add_eval_options(p)
 
-    p = sub.add_parser("demo", help="evaluate the embedded SmolLM2 on 5 tau2 retail test tasks x 2 attempts")
+    p = sub.add_parser("demo", help="evaluate the embedded SmolLM2 on 3 tau2 retail test tasks x 2 attempts "
+                                    "(scripted user, 2 turns, results/demo)")
     _add_eval_options(p, demo=True)
 
     p = sub.add_parser("summary", help="metrics table of runs (mean@k, pass@k, pass^k with 95%% CIs, turns)")
@@ -137,6 +143,11 @@ def _cmd_envs(args) -> int:
 
 def _cmd_eval(args) -> int:
     from hero_gym.evaluate import run_eval
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # overrides OMP_NUM_THREADS=1 that test setups export
 
     store = run_eval(args.env, args.policy, args.out, split=args.split, k=args.k, max_turns=args.max_turns,
                      tasks=args.tasks, limit=args.limit, seed=args.seed, temperature=args.temperature,

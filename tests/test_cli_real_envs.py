@@ -28,3 +28,15 @@ def test_oracle_beats_random_on_real_env(tmp_path, capsys, env_id):
     n_random_fail = sum(not r.success for r in rand)
     assert table.loc["oracle", "wins"] == n_random_fail and table.loc["oracle", "losses"] == 0
     assert table.loc["oracle", "mean@2"] == 1.0
+
+
+def test_demo_defaults_run_on_tau2_data(tmp_path, capsys):
+    # The demo's plumbing with a model-free policy: its real job (SmolLM2) takes minutes and is run by `make demo`.
+    out = tmp_path / "demo"
+    assert main(["demo", "--policy", "oracle", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    assert "mean@2" in capsys.readouterr().out
+    recs = RunStore(out).load()
+    assert sorted((r.task, r.attempt) for r in recs) == [(t, a) for t in range(3) for a in range(2)]
+    assert {(r.env, r.split, r.max_turns) for r in recs} == {("hero_gym/Tau2Retail-v0", "test", 2)}
+    assert all(r.turns <= 2 for r in recs)
+    assert RunStore(out).config["user"] == "scripted"
