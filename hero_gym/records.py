@@ -97,7 +97,7 @@ class RunStore:
                     f"{self.dir} holds a run with a different configuration ({'; '.join(diffs)}); "
                     "use another --out directory or the original settings"
                 )
-            # Remember the widest k/tasks asked so far, for the record.
+            # Non-identity fields (k, tasks, name...) record the latest invocation.
             merged = {**old, **{k: v for k, v in config.items() if k not in IDENTITY_KEYS and k != "created"}}
             if merged != old:
                 self._write_config(merged)
