@@ -179,13 +179,17 @@ def test_failing_gold_calls_match_upstream_and_still_score_one(domain, split, n_
 def test_rewards_agree_with_upstream_style_full_hash():
     """Our touched-record comparison gives the same reward as reloading from disk and hashing whole databases."""
     cases = []
-    for domain, idxs in (("retail", [0, 2, 5, 12, 20, 33, 50, 93]), ("airline", [0, 16, 30])):
+    for domain, idxs in (("retail", [0, 5, 12, 93]), ("airline", [16, 30])):
         env = TauEnv(domain, "v1", "test", max_turns=100, user=QuietUser())
         tools, _ = domain_tools(domain, "v1")
         for i in idxs:
             t = env.tasks[i]
             gold = [a for a in t.actions if a["name"] not in TERMINATE_TOOLS]
             variants = [gold, gold[:-1]]
+            if (domain, i) == ("airline", 16):  # 150 -> 150.0: equal in Python, different for upstream's hash
+                as_float = copy.deepcopy(gold)
+                next(a for a in as_float if a["name"] == "send_certificate")["kwargs"]["amount"] = 150.0
+                variants.append(as_float)
             for actions in variants:
                 ours = replay(env, i, actions, said(t))[0]
                 theirs = upstream_style_episode(t, tools, actions, [said(t)])
