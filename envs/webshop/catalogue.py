@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import json
+import mmap
 import os
 import pickle
 import random
 import re
 import tempfile
 from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,17 +31,28 @@ from typing import Any, Iterable, Iterator
 
 import ijson
 
+
 from hero_gym import data as hg_data
 
+from .store import BlobWriter, PackedIndex, PackedProducts, map_file
 from .text import known_nouns, remember_nouns, title_nouns, title_nouns_many
 
 # Bump when the prepared form changes, so stale caches are never read.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 DEFAULT_PRICE = 100.0
 CACHE_ENV_VAR = "HERO_GYM_CACHE"
-# Above this many products, nouns are tagged up front only for goal products (tagging all 1.18M titles would take
-# ~20 min on 2 cores); other titles are tagged on first purchase (~2 ms) and memoised.
+# Up to this many products, every title's nouns are tagged at build time and cached with the catalogue (1k: ~2 s).
+# Above it (the 1.18M full scrape would take ~20 min), titles are tagged on first purchase (a few ms) and memoised.
 NOUN_PRECOMPUTE_ALL_MAX = 50_000
+# Product files at least this big are kept packed (one pickled blob per product, see store.py), not as dicts.
+PACKED_MIN_BYTES = 256 << 20
+GOAL_FIELDS = {"synthetic": "instruction_text", "human": "instructions"}
+
+
+def _carries(product: dict, kind: str) -> bool:
+    # Upstream skips a product for synthetic goals only when its instruction is missing or None.
+    v = product.get(GOAL_FIELDS[kind])
+    return v is not None if kind == "synthetic" else bool(v)
 
 # Keys upstream deletes at load time (never read by the env).
 _DROPPED_KEYS = (
@@ -63,17 +77,41 @@ class CatalogueError(ValueError):
 
 @dataclass
 class Catalogue:
-    """Prepared products (upstream field names), an ASIN index and the price each product sells at."""
+    """Prepared products (upstream field names), an ASIN index and the price each product sells at.
 
-    products: list[dict]
+    ``products`` is a list of dicts, or for big catalogues a read-only :class:`PackedProducts` sequence that decodes
+    on access; ``by_asin`` is then a read-only mapping. Treat both as read-only in either case.
+    """
+
+    products: Sequence[dict]
     prices: dict[str, float]
     setting: str = "1k"
     seed: int = 0
     sources: dict[str, str] = field(default_factory=dict)
-    by_asin: dict[str, dict] = field(init=False, repr=False)
+    # kind -> positions of the products that carry goals of that kind (saves decoding a packed catalogue)
+    goal_positions: dict[str, list[int]] | None = None
+    by_asin: Mapping[str, dict] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.by_asin = {p["asin"]: p for p in self.products}
+        if isinstance(self.products, PackedProducts):
+            self.by_asin = PackedIndex(self.products)
+        else:
+            self.by_asin = {p["asin"]: p for p in self.products}
+        if self.goal_positions is None:
+            self.goal_positions = {k: [i for i, p in enumerate(self.products) if _carries(p, k)]
+                                   for k in GOAL_FIELDS}
+
+    @property
+    def packed(self) -> bool:
+        return isinstance(self.products, PackedProducts)
+
+    def goal_products(self, kind: str) -> Iterator[dict]:
+        """Products that carry goals of ``kind`` ('synthetic': an instruction; 'human': human instructions), in
+        catalogue order."""
+        if kind not in GOAL_FIELDS:
+            raise ValueError(f"unknown goal kind {kind!r}; expected one of {sorted(GOAL_FIELDS)}")
+        for i in self.goal_positions[kind]:
+            yield self.products[i]
 
     def __len__(self) -> int:
         return len(self.products)
@@ -106,6 +144,10 @@ class Catalogue:
 def iter_products(path: str | Path) -> Iterator[dict]:
     """Stream the elements of a top-level JSON array (numbers as float), one dict at a time."""
     with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+        if not head.startswith(b"["):
+            raise CatalogueError(f"{path}: not a valid JSON array of products (it does not start with '[')")
+        f.seek(0)
         try:
             for i, obj in enumerate(ijson.items(f, "item", use_float=True)):
                 if not isinstance(obj, dict):
@@ -201,11 +243,10 @@ def prepare_product(p: dict, attrs: dict, human: dict) -> dict:
 _REQUIRED = ("asin", "name", "full_description", "small_description", "query", "category", "product_category")
 
 
-def prepare_products(raw: Iterable[dict], attrs: dict, human: dict, num_products: int | None = None,
-                     source: str = "?") -> list[dict]:
+def iter_prepared(raw: Iterable[dict], attrs: dict, human: dict, num_products: int | None = None,
+                  source: str = "?") -> Iterator[dict]:
     """Clean and deduplicate raw records in order: ASIN 'nan', ASINs over 10 characters and repeats are skipped."""
     seen: set[str] = set()
-    out = []
     for i, p in enumerate(raw):
         if num_products is not None and i >= num_products:
             break  # upstream slices the (pre-shuffled) list before filtering
@@ -216,18 +257,21 @@ def prepare_products(raw: Iterable[dict], attrs: dict, human: dict, num_products
         if asin == "nan" or len(asin) > 10 or asin in seen:
             continue
         seen.add(asin)
-        out.append(prepare_product(p, attrs, human))
-    return out
+        yield prepare_product(p, attrs, human)
 
 
-def draw_prices(products: list[dict], seed: int) -> dict[str, float]:
-    """Selling price per ASIN: the single listed price, or for a range a seeded uniform draw inside it."""
+def prepare_products(raw: Iterable[dict], attrs: dict, human: dict, num_products: int | None = None,
+                     source: str = "?") -> list[dict]:
+    """:func:`iter_prepared` as a list."""
+    return list(iter_prepared(raw, attrs, human, num_products, source))
+
+
+def draw_prices(pricings: Iterable[tuple[str, list[float]]], seed: int) -> dict[str, float]:
+    """Selling price per ASIN from (asin, pricing) pairs in catalogue order: the single listed price, or for a
+    range a seeded uniform draw inside it."""
     rng = random.Random(seed)
-    prices = {}
-    for p in products:
-        pricing = p["pricing"]
-        prices[p["asin"]] = pricing[0] if len(pricing) == 1 else rng.uniform(pricing[0], pricing[1])
-    return prices
+    return {asin: pricing[0] if len(pricing) == 1 else rng.uniform(pricing[0], pricing[1])
+            for asin, pricing in pricings}
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -281,8 +325,8 @@ def _resolve(setting: str, items_path, attrs_path, human_ins_path) -> tuple[Path
     return items, attrs, human
 
 
-def _cache_key(setting, seed, num_products, paths) -> str:
-    h = hashlib.sha256(f"v{CACHE_FORMAT}|{setting}|{seed}|{num_products}".encode())
+def _cache_key(setting, seed, num_products, packed, paths) -> str:
+    h = hashlib.sha256(f"v{CACHE_FORMAT}|{setting}|{seed}|{num_products}|{packed}".encode())
     for p in paths:
         if p is None:
             h.update(b"|-")
@@ -296,15 +340,17 @@ _loaded: dict[str, Catalogue] = {}
 
 
 def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs_path=None, human_ins_path=None,
-                   cache_dir=None, num_products: int | None = None, use_cache: bool = True) -> Catalogue:
+                   cache_dir=None, num_products: int | None = None, use_cache: bool = True,
+                   packed: bool | None = None) -> Catalogue:
     """Load (or reuse) the prepared WebShop catalogue.
 
     ``setting`` "1k" reads the bundled 1,000-product files through :mod:`hero_gym.data`; "full" the 1.18M-product
     scrape (``items_path``/``attrs_path``/``human_ins_path`` override either). ``seed`` fixes the prices of ranged
     products; ``num_products`` keeps only the first N raw records, as upstream's ``num_products``. The result is
     memoised in-process and pickled under ``cache_dir`` (default ``$HERO_GYM_CACHE/webshop`` or
-    ``~/.cache/hero_gym/webshop``); ``use_cache=False`` rebuilds from the inputs and stores nothing. Callers must
-    treat the catalogue as read-only: envs share it.
+    ``~/.cache/hero_gym/webshop``); ``use_cache=False`` rebuilds from the inputs and stores nothing. ``packed``
+    keeps products as pickled blobs decoded on access (default: for product files of 256 MiB or more, i.e. the
+    full scrape). Callers must treat the catalogue as read-only: envs share it.
     """
     if setting not in _SETTINGS:
         raise ValueError(f"unknown WebShop setting {setting!r}; expected one of {sorted(_SETTINGS)}")
@@ -313,13 +359,16 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
     if num_products is not None and (not isinstance(num_products, int) or num_products < 1):
         raise ValueError(f"num_products must be a positive int or None, got {num_products!r}")
     items, attrs, human = _resolve(setting, items_path, attrs_path, human_ins_path)
-    key = _cache_key(setting, seed, num_products, (items, attrs, human))
+    if packed is None:
+        packed = items.stat().st_size >= PACKED_MIN_BYTES
+    key = _cache_key(setting, seed, num_products, bool(packed), (items, attrs, human))
     if use_cache and key in _loaded:
         return _loaded[key]
     cache_file = Path(cache_dir or default_cache_dir()) / f"catalogue-{key}.pkl"
     cat = _read_cache(cache_file) if use_cache else None
     if cat is None:
-        cat = _build(setting, seed, num_products, items, attrs, human)
+        blob_path = cache_file.with_suffix(".blobs") if use_cache else None
+        cat = _build(setting, seed, num_products, items, attrs, human, bool(packed), blob_path)
         if use_cache:
             _write_cache(cache_file, cat)
     remember_nouns(cat.__dict__.pop("_nouns", {}))
@@ -328,25 +377,65 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
     return cat
 
 
-def _build(setting, seed, num_products, items, attrs, human) -> Catalogue:
+def _open_blob_sink(blob_path: Path | None):
+    """Where packed products go: a temp file beside the cache (memory-mapped afterwards), else memory."""
+    if blob_path is not None:
+        try:
+            blob_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=blob_path.parent, prefix=blob_path.name, suffix=".tmp")
+            return os.fdopen(fd, "wb"), Path(tmp)
+        except OSError:
+            pass  # unwritable cache dir: keep the blobs in memory
+    return io.BytesIO(), None
+
+
+def _build(setting, seed, num_products, items, attrs, human, packed=False, blob_path=None) -> Catalogue:
+    sources = {"items": str(items), "attrs": str(attrs), "human_ins": str(human)}
     with _no_gc():
         attr_map = _load_mapping(attrs)
         human_map = json.loads(human.read_text(encoding="utf-8")) if human is not None else {}
-        products = prepare_products(iter_products(items), attr_map, human_map, num_products, str(items))
+        prepared = iter_prepared(iter_products(items), attr_map, human_map, num_products, str(items))
+        if packed:
+            products, pairs, goal_positions = _pack(prepared, blob_path)
+        else:
+            products, goal_positions = list(prepared), None
+            pairs = ((p["asin"], p["pricing"]) for p in products)
         del attr_map
-    if not products:
-        raise CatalogueError(f"{items}: no usable products")
-    cat = Catalogue(products=products, prices=draw_prices(products, seed), setting=setting, seed=seed,
-                    sources={"items": str(items), "attrs": str(attrs), "human_ins": str(human)})
-    if len(products) <= NOUN_PRECOMPUTE_ALL_MAX:
-        names = sorted({p["name"] for p in products})
-    else:
-        names = sorted({p["name"] for p in products if p.get("instructions") or p.get("instruction_text")})
+        if not products:
+            raise CatalogueError(f"{items}: no usable products")
+        cat = Catalogue(products=products, prices=draw_prices(pairs, seed), setting=setting, seed=seed,
+                        sources=sources, goal_positions=goal_positions)
+    names = sorted({p["name"] for p in products}) if len(products) <= NOUN_PRECOMPUTE_ALL_MAX else []
     nouns = {n: known_nouns(n) for n in names}
     todo = [n for n, v in nouns.items() if v is None]  # another seed's build may have tagged them already
     nouns.update(zip(todo, title_nouns_many(todo)))
     cat._nouns = nouns
     return cat
+
+
+def _pack(prepared: Iterator[dict], blob_path: Path | None):
+    sink, tmp = _open_blob_sink(blob_path)
+    writer = BlobWriter(sink)
+    asins, pricings, goal_positions = [], [], {k: [] for k in GOAL_FIELDS}
+    try:
+        for i, p in enumerate(prepared):
+            writer.add(p)
+            asins.append(p["asin"])
+            pricings.append(p["pricing"])
+            for kind in GOAL_FIELDS:
+                if _carries(p, kind):
+                    goal_positions[kind].append(i)
+        if tmp is None:
+            buffer = sink.getbuffer()
+        else:
+            sink.close()
+            os.replace(tmp, blob_path)
+            buffer = map_file(blob_path) if asins else b""
+    finally:
+        if tmp is not None and tmp.exists():
+            sink.close()
+            tmp.unlink()
+    return PackedProducts(buffer, writer.offsets_array(), asins), zip(asins, pricings), goal_positions
 
 
 def _read_cache(path: Path) -> Catalogue | None:
@@ -357,22 +446,36 @@ def _read_cache(path: Path) -> Catalogue | None:
             state = pickle.load(f)
         if state.get("format") != CACHE_FORMAT:
             return None
-    except Exception:  # a torn or foreign file is rebuilt, never trusted
+        products = state["products"]
+        if products is None:  # packed: the products live in the memory-mapped blob file beside it
+            products = PackedProducts(map_file(path.with_suffix(".blobs")), state["offsets"], state["asins"])
+    except Exception:  # a torn, foreign or mismatched file is rebuilt, never trusted
         return None
-    cat = Catalogue(products=state["products"], prices=state["prices"], setting=state["setting"],
-                    seed=state["seed"], sources=state["sources"])
+    with _no_gc():
+        cat = Catalogue(products=products, prices=state["prices"], setting=state["setting"],
+                        seed=state["seed"], sources=state["sources"], goal_positions=state["goal_positions"])
     cat._nouns = state["nouns"]
     return cat
 
 
 def _write_cache(path: Path, cat: Catalogue) -> None:
-    state = {"format": CACHE_FORMAT, "products": cat.products, "prices": cat.prices, "setting": cat.setting,
-             "seed": cat.seed, "sources": cat.sources, "nouns": getattr(cat, "_nouns", {})}
+    state = {"format": CACHE_FORMAT, "prices": cat.prices, "setting": cat.setting, "seed": cat.seed,
+             "sources": cat.sources, "goal_positions": cat.goal_positions, "nouns": getattr(cat, "_nouns", {})}
+    if cat.packed:
+        if not isinstance(cat.products.buffer, mmap.mmap):
+            return  # the blobs could not be written beside the cache; nothing to point at
+        state.update(products=None, offsets=cat.products.offsets, asins=cat.products.asins)
+    else:
+        state["products"] = cat.products
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)  # atomic: concurrent loaders see the old file or the whole new one
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)  # atomic: concurrent loaders see the old file or the whole new one
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     except OSError:
-        pass  # a read-only cache dir only costs speed
+        pass  # a read-only or full cache dir only costs speed

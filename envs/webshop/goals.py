@@ -40,10 +40,8 @@ def synthetic_goals(catalogue: Catalogue, rng: random.Random) -> list[dict]:
     """Unshuffled synthetic goals in catalogue order, weights included."""
     goals = []
     attr_counts: Counter[str] = Counter()
-    for product in catalogue.products:
-        instruction = product.get("instruction_text")
-        if instruction is None:
-            continue
+    for product in catalogue.goal_products("synthetic"):
+        instruction = product["instruction_text"]
         asin = product["asin"]
         attributes = product["instruction_attributes"]
         if not attributes:
@@ -75,10 +73,8 @@ def synthetic_goals(catalogue: Catalogue, rng: random.Random) -> list[dict]:
 def human_goals(catalogue: Catalogue, rng: random.Random) -> list[dict]:
     """Unshuffled human goals: per product in catalogue order, per instruction with non-empty attributes."""
     goals = []
-    for product in catalogue.products:
-        entries = product.get("instructions")
-        if not entries:
-            continue
+    for product in catalogue.goal_products("human"):
+        entries = product["instructions"]
         asin = product["asin"]
         for entry in entries:
             attributes = entry.get("instruction_attributes") or []

@@ -1,8 +1,8 @@
 """Synthetic WebShop catalogue files in the raw upstream format, for streaming tests and load benchmarks.
 
-The products are random but shaped like the real scrape (same keys, including the ones the loader drops, similar
-field sizes, ranged and missing prices, options with null groups, the odd bad ASIN and duplicate), so a loader that
-handles these handles the 5.5 GB ``items_shuffle.json`` the same way.
+The products are random but shaped like the real scrape (same keys, including the ones the loader drops, about the
+same 4.6 KB per record, ranged and missing prices, options with null groups, the odd bad ASIN and duplicate), so a
+loader that handles these handles the 5.5 GB ``items_shuffle.json`` the same way, and timings carry over.
 """
 
 from __future__ import annotations
@@ -46,16 +46,16 @@ def synthetic_product(rng: random.Random, i: int) -> dict:
             options["Style"] = None  # upstream has null option groups; the loader skips them
     return {
         "name": _words(rng, rng.randint(6, 18)).title(),
-        "full_description": _words(rng, rng.randint(40, 160)),
+        "full_description": _words(rng, rng.randint(120, 420)),
         "pricing": pricing,
         "list_price": pricing,
         "images": [f"https://img/{asin}/main.jpg", f"https://img/{asin}/1.jpg"],
         "product_category": " › ".join(w.title() for w in rng.sample(_WORDS, 4)),
         "brand": _words(rng, 1), "brand_url": "https://brand/x",
-        "product_information": {"Item Weight": "1 pound", "ASIN": asin, "Notes": _words(rng, 30)},
+        "product_information": {"Item Weight": "1 pound", "ASIN": asin, "Notes": _words(rng, 60)},
         "average_rating": round(rng.uniform(1, 5), 1),
         "total_reviews": rng.randint(0, 5000),
-        "small_description": [_words(rng, rng.randint(8, 25)) for _ in range(rng.randint(1, 6))],
+        "small_description": [_words(rng, rng.randint(10, 40)) for _ in range(rng.randint(1, 8))],
         "customization_options": options,
         "asin": asin,
         "category": rng.choice(_CATEGORIES),

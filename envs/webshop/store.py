@@ -1,0 +1,104 @@
+"""Packed product storage for big catalogues: prepared products pickled back to back in one buffer (bytes, or a
+memory-mapped cache file), decoded on access.
+
+1.18M product dicts would cost ~10 GB of Python objects and ~25 s to unpickle; a memory-mapped blob file opens in
+milliseconds and an episode only ever looks at a few dozen products. :class:`PackedProducts` behaves as a read-only
+sequence of dicts and :class:`PackedIndex` as a read-only ASIN -> product mapping.
+"""
+
+from __future__ import annotations
+
+import mmap
+import pickle
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+# Decoded products kept per catalogue: enough for many concurrent episodes' result pages.
+DECODED_CACHE = 4096
+
+
+class BlobWriter:
+    """Appends pickled products to a binary stream (a file, or memory) and records where each one starts."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.offsets = [0]
+
+    def add(self, product: dict) -> None:
+        b = pickle.dumps(product, protocol=pickle.HIGHEST_PROTOCOL)
+        self.out.write(b)
+        self.offsets.append(self.offsets[-1] + len(b))
+
+    def offsets_array(self) -> np.ndarray:
+        return np.asarray(self.offsets, dtype=np.int64)
+
+
+def map_file(path: str | Path) -> mmap.mmap:
+    """Read-only memory map of a blob file."""
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+class PackedProducts(Sequence):
+    """Read-only sequence of product dicts stored as consecutive pickles in ``buffer`` (decoded on access; the most
+    recent ones are kept so repeated lookups return the same dict)."""
+
+    def __init__(self, buffer, offsets: np.ndarray, asins: list[str]):
+        if len(offsets) != len(asins) + 1 or (len(buffer) != int(offsets[-1])):
+            raise ValueError(f"inconsistent packed catalogue: {len(asins)} ASINs, {len(offsets)} offsets, "
+                             f"{len(buffer)} bytes (expected {int(offsets[-1]) if len(offsets) else '?'})")
+        self.buffer = buffer
+        self.offsets = offsets
+        self.asins = asins
+        self._recent: OrderedDict[int, dict] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.asins)
+
+    def _decode(self, i: int) -> dict:
+        return pickle.loads(self.buffer[int(self.offsets[i]):int(self.offsets[i + 1])])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"product index {i} out of range for {n} products")
+        i %= n
+        p = self._recent.get(i)
+        if p is None:
+            p = self._recent[i] = self._decode(i)
+            if len(self._recent) > DECODED_CACHE:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(i)
+        return p
+
+    def __iter__(self) -> Iterator[dict]:
+        # A full pass decodes afresh instead of churning the recent-products cache.
+        for i in range(len(self)):
+            yield self._decode(i)
+
+
+class PackedIndex(Mapping):
+    """Read-only ASIN -> product mapping over :class:`PackedProducts`."""
+
+    def __init__(self, products: PackedProducts):
+        self.products = products
+        self.position = {a: i for i, a in enumerate(products.asins)}
+
+    def __getitem__(self, asin: str) -> dict:
+        return self.products[self.position[asin]]
+
+    def __contains__(self, asin) -> bool:
+        return asin in self.position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.products.asins)
+
+    def __len__(self) -> int:
+        return len(self.position)
