@@ -27,6 +27,14 @@ def test_canonical_follows_upstream_equality():
     assert canonical({"s": {3, 1}}) == canonical({"s": {1, 3}})
 
 
+def test_tau2_canonical_reads_numbers_by_value():
+    from hero_gym.envs.tau.db import canonical_tau2
+
+    assert canonical_tau2({"a": [100, {"b": 2}]}) == canonical_tau2({"a": [100.0, {"b": 2.0}]})
+    assert canonical_tau2(True) != canonical_tau2(1) and canonical_tau2(1.5) != canonical_tau2(1)
+    assert canonical_tau2([1, 2]) != canonical_tau2([2, 1])
+
+
 def test_access_copies_and_never_touches_the_base():
     before = _base_fingerprint("v1", "retail")
     db = TauDB("v1", "retail")

@@ -138,6 +138,22 @@ def test_int_amount_given_as_float_scores_zero():
     assert r == 0.0 and {"table": "users", "key": cert["kwargs"]["user_id"]} in info["db_diff"]
 
 
+def test_tau2_compares_numbers_by_value():
+    """tau2 hashes pydantic models, which coerce numbers to the field type: 500 and 500.0 end up equal there."""
+    env = TauEnv("airline", "tau2", "base", max_turns=100, user=QuietUser())
+    i = next(t.index for t in env.tasks if any(a["name"] == "book_reservation" for a in t.actions))
+    actions = copy.deepcopy(env.gold_actions(i))
+    book = next(a for a in actions if a["name"] == "book_reservation")
+    assert all(type(p["amount"]) is int for p in book["kwargs"]["payment_methods"])
+    for p in book["kwargs"]["payment_methods"]:
+        p["amount"] = float(p["amount"])
+    r, info = replay(env, i, actions, said(env.tasks[i]))
+    assert info["components"]["DB"] == 1.0
+    book["kwargs"]["payment_methods"][0]["amount"] += 1  # a different value still differs
+    r, info = replay(env, i, actions, said(env.tasks[i]))
+    assert info["components"]["DB"] == 0.0 and {"table": "reservations", "key": "HATHAT"} in info["db_diff"]
+
+
 def test_missing_output_scores_zero_with_the_output_named():
     env = TauEnv("retail", "v1", "test", max_turns=100, user=QuietUser())
     tasks = [t for t in env.tasks if t.outputs]

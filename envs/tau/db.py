@@ -16,7 +16,9 @@ Contract for tool code (the tools are plain functions ``fn(db, **kwargs)``):
 
 Equality follows upstream, which compares ``sha256(str(to_hashable(db)))``: dict key order does not matter, list
 order does, and ``100`` / ``100.0`` / ``True`` / ``1`` are all different. :func:`canonical` gives a string with
-exactly those properties.
+exactly those properties. tau2 instead hashes ``json.dumps(model_dump(), sort_keys=True)`` of typed pydantic models,
+which turns an integer stored in a float field into a float; :func:`canonical_tau2` therefore compares numbers by
+value (``100`` equals ``100.0``; ``True`` still differs from ``1``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,26 @@ def canonical(value: Any) -> str:
     return "\x00" + str(_hashable(value))
 
 
+def _floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    if type(value) is int:
+        return float(value)
+    return value
+
+
+def canonical_tau2(value: Any) -> str:
+    """:func:`canonical` with every integer read as a float: tau2's pydantic models coerce numbers to the field's
+    declared type, so an agent's ``100`` and the gold ``100.0`` in a float field end up equal. (Integer fields hold
+    integers on both sides here: tool arguments are checked against the schemas first.)"""
+    return canonical(_floats(value))
+
+
+CANONICAL = {"v1": canonical, "tau2": canonical_tau2}
+
+
 def _json_exact(value: Any) -> bool:
     """True when json.dumps renders `value` without losing a distinction (json turns 1 and "1" keys alike)."""
     if isinstance(value, dict):
@@ -94,11 +116,12 @@ def _json_exact(value: Any) -> bool:
 class FrozenTable:
     """One table of the shared, never-mutated base database, with a lazy cache of canonical record strings."""
 
-    __slots__ = ("name", "records", "_canon")
+    __slots__ = ("name", "records", "canon", "_canon")
 
-    def __init__(self, name: str, records: dict[str, Any]):
+    def __init__(self, name: str, records: dict[str, Any], canon: Any = canonical):
         self.name = name
         self.records = records
+        self.canon = canon  # the version's canonical form (canonical or canonical_tau2)
         self._canon: dict[str, str] = {}
 
     def canonical(self, key: str) -> str | None:
@@ -108,7 +131,7 @@ class FrozenTable:
             record = self.records.get(key, _MISSING)
             if record is _MISSING:
                 return None
-            c = self._canon[key] = canonical(record)
+            c = self._canon[key] = self.canon(record)
         return c
 
 
@@ -123,7 +146,7 @@ def base_tables(version: str, domain: str) -> dict[str, FrozenTable]:
     tables = {}
     for name, (dataset, relpath, key) in sources.items():
         data = load_json(dataset, relpath)
-        tables[name] = FrozenTable(name, data if key is None else data[key])
+        tables[name] = FrozenTable(name, data if key is None else data[key], CANONICAL[version])
     return tables
 
 
@@ -213,7 +236,7 @@ class OverlayTable(MutableMapping):
         """Canonical string of the record `key` as this overlay sees it (None: no such record)."""
         record = self._own.get(key, _MISSING)
         if record is not _MISSING:
-            return canonical(record)
+            return self._base.canon(record)
         if key in self._deleted:
             return None
         return self._base.canonical(key)
