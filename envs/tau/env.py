@@ -85,7 +85,8 @@ class TauEnv(TextEnv):
     produce on a fresh database (upstream equality: ``100`` differs from ``100.0``, list order matters) AND every
     required output string appears (case-insensitive, commas removed from the agent's text) in some message the
     agent sent to the customer. tau2: the product of the task's ``reward_basis`` components (DB, COMMUNICATE,
-    NL_ASSERTION with a ``judge`` Policy; without one it is listed in ``reward_info["not_evaluated"]`` and left out).
+    NL_ASSERTION with a ``judge`` Policy; without one it is listed in ``reward_info["not_evaluated"]`` and left out);
+    tau2's DB equality reads numbers by value (its typed models make ``100`` and ``100.0`` equal).
     ``info["reward_info"]`` says which records differ (table/key) and which outputs are missing.
 
     ## Episode End
