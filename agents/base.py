@@ -88,7 +88,11 @@ class TrainConfig:
     grad_checkpointing: bool = False
     """On a GPU, recompute activations in backward to save memory."""
     device: str = "auto"
-    """"auto" (cuda when present, else cpu), "cpu" or "cuda[:n]"."""
+    """"auto" (cuda when present, else cpu), "cpu" or "cuda[:n]". Under `accelerate launch` each process takes
+    the device accelerate assigns it."""
+    distributed: bool = False
+    """Data-parallel over the processes of `torchrun` or `accelerate launch` (NCCL on GPUs, Gloo on CPU): each rank rolls out its own tasks, gradients are
+    averaged across ranks before every optimiser step; rank 0 logs, evaluates and checkpoints."""
     teacher: str = "ema"
     """Distillation teacher weights: current (the live model, no grad), ema (moving average) or frozen (initial)."""
     teacher_update_rate: float = 0.05
@@ -159,6 +163,23 @@ class TrainConfig:
                 raise ValueError(f"the task subset for split {split!r} is empty")
 
 
+def _init_distributed(device: str) -> tuple[int, int, torch.device]:
+    """Join the process group that `torchrun` / `accelerate launch` describe in RANK, WORLD_SIZE, LOCAL_RANK."""
+    import os
+
+    import torch.distributed as dist
+
+    if "WORLD_SIZE" not in os.environ:
+        raise ValueError("distributed=True needs a launcher (torchrun or accelerate launch) that sets WORLD_SIZE/RANK")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(local)
+    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu")
+
+
 def _resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -175,7 +196,11 @@ class Trainer:
         config.validate()
         self.config = config
         self.out_dir = Path(config.out_dir)
-        self.device = _resolve_device(config.device)
+        self.rank, self.world_size = 0, 1
+        if config.distributed:
+            self.rank, self.world_size, self.device = _init_distributed(config.device)
+        else:
+            self.device = _resolve_device(config.device)
         if model is None:
             from hero_gym.policies.models import load_model
             model, tokenizer = load_model(config.model)
@@ -266,9 +291,9 @@ class Trainer:
         """Rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro), G episodes each."""
         cfg = self.config
         pool = self.task_pool(cfg.split, cfg.tasks)
-        rng = np.random.default_rng([cfg.seed, step, micro])
+        rng = np.random.default_rng([cfg.seed, step, micro, self.rank])
         tasks = rng.choice(pool, size=cfg.tasks_per_step, replace=len(pool) < cfg.tasks_per_step).tolist()
-        base = (cfg.seed * 1_000_003 + step * 1009 + micro * 101) % (2**31)
+        base = (cfg.seed * 1_000_003 + step * 1009 + micro * 101 + self.rank * 7_777_777) % (2**31)
         specs = [make_episode_spec(int(t), (base + i * cfg.group_size + g) % (2**31), cfg.split, attempt=g)
                  for i, t in enumerate(tasks) for g in range(cfg.group_size)]
         self.model.eval()
@@ -329,6 +354,8 @@ class Trainer:
             for k, v in self.batch_loss(groups, 1.0 / cfg.grad_accum).items():
                 stats[k] = stats.get(k, 0.0) + float(v) / (cfg.grad_accum if k == "loss" else 1)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.world_size > 1:
+            self._average_gradients(params)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
@@ -348,20 +375,37 @@ class Trainer:
         self.log(rec)
         return rec
 
+    def _average_gradients(self, params) -> None:
+        # Plain all-reduce instead of DDP: a rank whose batch has no loss tokens skips backward, which would
+        # leave DDP's bucketed hooks waiting forever.
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= self.world_size
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs, evaluates and writes checkpoints (rank 0)."""
+        return self.rank == 0
+
     def train(self) -> list[dict]:
         """Run until `steps` (continuing a resumed run), evaluating and checkpointing as configured."""
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n")
+        if self.is_main:
+            (self.out_dir / "config.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n")
         history = []
         while self.step < cfg.steps:
             history.append(self.train_step())
             last = self.step == cfg.steps
-            if cfg.eval_split and cfg.eval_every and self.step % cfg.eval_every == 0 and not last:
+            if cfg.eval_split and cfg.eval_every and self.step % cfg.eval_every == 0 and not last and self.is_main:
                 self.evaluate()
-            if (cfg.save_every and self.step % cfg.save_every == 0) or last:
+            if ((cfg.save_every and self.step % cfg.save_every == 0) or last) and self.is_main:
                 self.save()
-        if cfg.eval_split:
+        if cfg.eval_split and self.is_main:
             self.evaluate(final=True)  # resumes (skips stored episodes) when the run had already finished
         return history
 
@@ -374,6 +418,8 @@ class Trainer:
         return d
 
     def log(self, rec: dict) -> None:
+        if not self.is_main:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "train_log.jsonl", "a") as f:
             f.write(json.dumps(rec, default=float) + "\n")

@@ -398,3 +398,52 @@ def test_each_method_trains_in_webshop(tmp_path, method):
         assert all(h["loss_tokens"] > 0 and h["loss"] > 0 for h in history)
     if method == "full-demo":
         assert tr.counters.get("trajectories_without_demo", 0) == 0  # the oracle always succeeds
+
+
+@pytest.mark.slow
+def test_lora_trains_only_adapters_and_resumes(tmp_path):
+    pytest.importorskip("peft")  # optional extra `lora`
+    tr = build(tmp_path, "sdpo", cfg_kw={"lora": True, "lora_r": 4, "steps": 1, "teacher": "ema"})
+    named = dict(tr.model.named_parameters())
+    trainable = {n for n, p in named.items() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in named.items()}
+    tr.train()
+    after = dict(tr.model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in named if n not in trainable)
+    assert any(not torch.equal(before[n], after[n]) for n in trainable)
+    resumed = build(tmp_path, "sdpo", cfg_kw={"lora": True, "lora_r": 4, "steps": 1, "teacher": "ema"})
+    assert resumed.step == 1
+    for n, p in resumed.model.named_parameters():
+        assert torch.equal(p, after[n])
+
+
+@pytest.mark.slow
+def test_distributed_data_parallel_keeps_ranks_identical(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp.py"
+    script.write_text(f"""
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from test_agents import config, toy_rollout, METHOD_CONFIGS
+from hero_gym.agents import make_trainer
+from hero_gym.policies.models import tiny_model
+m, tok = tiny_model()
+cfg = config(Path({str(tmp_path)!r}), "sdpo", distributed=True, device="cpu", steps=2, teacher="frozen")
+tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=m, tokenizer=tok, rollout_fn=toy_rollout)
+h = tr.train()
+print("RESULT", tr.rank, tr.world_size, h[-1]["loss"], sum(float(p.double().sum()) for p in tr.model.parameters()))
+""")
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
+                         capture_output=True, text=True, timeout=300)
+    rows = sorted(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT"))
+    assert out.returncode == 0 and len(rows) == 2, out.stderr[-2000:]
+    assert [r[:2] for r in rows] == [["0", "2"], ["1", "2"]]
+    assert rows[0][2] != rows[1][2]  # each rank trained on its own rollouts...
+    assert rows[0][3] == rows[1][3]  # ...and the averaged update kept the weights identical
+    assert len((tmp_path / "sdpo" / "train_log.jsonl").read_text().splitlines()) == 2  # rank 0 logs alone
