@@ -280,7 +280,9 @@ class WebShopEnv(TextEnv):
             if verb == "search":
                 self.shop.search(s, arg, self._rng)
             elif arg == "search" or arg not in available["clickables"]:
-                shown = ", ".join(c for c in available["clickables"] if c != "search") or "none"
+                options = [c for c in available["clickables"] if c != "search"]
+                shown = ", ".join(options[:30]) + (f", ... ({len(options)} in all)" if len(options) > 30 else "")
+                shown = shown or "none"
                 reason = f"{arg!r} cannot be clicked on this page; clickable: {shown}"
             else:
                 reward, done = self.shop.click(s, arg, self._rng)
