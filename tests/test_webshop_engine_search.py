@@ -149,3 +149,23 @@ def test_ties_go_to_the_smaller_asin():
 
 def test_engine_is_shared_per_catalogue(cat, engine):
     assert search_engine_for(cat) is engine
+
+
+def test_index_chunking_and_disk_cache_do_not_change_scores(cat, engine):
+    import numpy as np
+
+    from hero_gym.envs.webshop.search import build_index
+
+    fresh = SearchEngine(cat, use_cache=False)
+    vocab, small_chunks = build_index(cat.products[:300], chunk=7)
+    vocab1, one_chunk = build_index(cat.products[:300], chunk=10_000)
+    assert vocab == vocab1
+    for name in ("data", "indices", "indptr"):
+        assert np.array_equal(small_chunks[name], one_chunk[name])
+    folder = cat.cache_path("search", 1)
+    assert folder is not None and (folder / "data.npy").is_file()
+    reloaded = SearchEngine(cat)  # served from the memory-mapped files
+    assert isinstance(reloaded._bm25.scores["data"], np.memmap)
+    for g in ["red dress", "gluten free snack bar", "wireless earbuds with charging case"]:
+        assert np.array_equal(fresh.scores(g), reloaded.scores(g))
+        assert fresh.search(g) == engine.search(g)

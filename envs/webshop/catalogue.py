@@ -105,6 +105,17 @@ class Catalogue:
     def packed(self) -> bool:
         return isinstance(self.products, PackedProducts)
 
+    @property
+    def asins(self) -> list[str]:
+        """ASINs in catalogue order (without decoding packed products)."""
+        return self.products.asins if self.packed else [p["asin"] for p in self.products]
+
+    def cache_path(self, what: str, version: int) -> Path | None:
+        """A path under this catalogue's cache dir for derived data (e.g. the search index), keyed by the
+        catalogue's inputs; None when the catalogue was not loaded with a cache."""
+        key, folder = getattr(self, "_cache_key", None), getattr(self, "_cache_dir", None)
+        return None if key is None else Path(folder) / f"{what}-v{version}-{key}"
+
     def goal_products(self, kind: str) -> Iterator[dict]:
         """Products that carry goals of ``kind`` ('synthetic': an instruction; 'human': human instructions), in
         catalogue order."""
@@ -373,6 +384,7 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
             _write_cache(cache_file, cat)
     remember_nouns(cat.__dict__.pop("_nouns", {}))
     if use_cache:
+        cat._cache_key, cat._cache_dir = key, cache_file.parent
         _loaded[key] = cat
     return cat
 

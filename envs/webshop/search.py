@@ -12,8 +12,12 @@ query. Ties go to the smaller ASIN, as Anserini sorts hits by score, then by doc
 
 from __future__ import annotations
 
-import re
+import os
+import pickle
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import bm25s
 import numpy as np
@@ -25,6 +29,7 @@ from .catalogue import Catalogue
 
 K1, B = 0.9, 0.4
 SEARCH_RETURN_N = 50
+INDEX_FORMAT = 1  # bump when analysis or scoring changes, so cached indexes are rebuilt
 # Lucene's EnglishAnalyzer stop set (bm25s ships exactly these 33 words).
 STOPWORDS = frozenset(STOPWORDS_EN)
 
@@ -114,45 +119,110 @@ def lucene_norm_length(length: int) -> int:
     return _FREE + _int4_to_int(_int_to_int4(length - _FREE))
 
 
-def lucene_bm25_matrix(doc_term_ids: list[list[int]], n_terms: int) -> dict:
-    """Per-(term, doc) Lucene BM25 scores in bm25s' index layout (term-major sparse: data/indices/indptr)."""
-    n_docs = len(doc_term_ids)
-    lengths = np.fromiter((len(d) for d in doc_term_ids), dtype=np.int64, count=n_docs)
-    flat_terms = np.fromiter((t for d in doc_term_ids for t in d), dtype=np.int64, count=int(lengths.sum()))
-    flat_docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-    keys, tf = np.unique(flat_terms * n_docs + flat_docs, return_counts=True)  # sorted by term, then doc
-    terms, docs = keys // n_docs, keys % n_docs
+def _chunk_postings(docs: list[list[int]], first_doc: int):
+    """(term, doc, tf) triples of a few documents, sorted by term then doc, and their lengths."""
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    flat = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(lengths.sum()))
+    local = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    keys, tf = np.unique(flat * len(docs) + local, return_counts=True)
+    return (keys // len(docs)).astype(np.int32), (keys % len(docs) + first_doc).astype(np.int32), \
+        tf.astype(np.int32), lengths
+
+
+def lucene_bm25_matrix(postings, lengths: np.ndarray, n_terms: int) -> dict:
+    """Per-(term, doc) Lucene BM25 scores in bm25s' index layout (term-major sparse: data/indices/indptr), from
+    (term, doc, tf) triples in doc order and every document's length."""
+    terms, docs, tf = (np.concatenate(x) for x in zip(*postings)) if postings else (np.zeros(0, np.int32),) * 3
+    order = np.argsort(terms, kind="stable")  # term-major; docs stay ascending within a term
+    terms, docs, tf = terms[order], docs[order], tf[order]
+    n_docs = len(lengths)
     df = np.bincount(terms, minlength=n_terms)
     f32 = np.float32
     avgdl = f32(lengths.sum() / max(n_docs, 1))
     idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5)).astype(f32)
-    norm_len = np.array([lucene_norm_length(int(x)) for x in lengths], dtype=f32)
+    table = {int(x): lucene_norm_length(int(x)) for x in np.unique(lengths)}
+    norm_len = np.array([table[int(x)] for x in lengths], dtype=f32)
     norm_inv = f32(1) / (f32(K1) * ((f32(1) - f32(B)) + f32(B) * norm_len / avgdl))
     w = idf[terms]
     data = w - w / (f32(1) + tf.astype(f32) * norm_inv[docs])
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(terms, minlength=n_terms))])
-    return {"data": data.astype(f32), "indices": docs.astype(np.int32), "indptr": indptr, "num_docs": n_docs}
+    indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
+    return {"data": data.astype(f32), "indices": docs, "indptr": indptr, "num_docs": n_docs}
+
+
+def build_index(products, chunk: int = 20_000) -> tuple[dict[str, int], dict]:
+    """Vocabulary and Lucene BM25 matrix of a product sequence, built chunk by chunk to bound memory."""
+    vocab: dict[str, int] = {}
+    postings, lengths = [], []
+    batch: list[list[int]] = []
+    first = 0
+    for p in products:
+        batch.append([vocab.setdefault(t, len(vocab)) for t in analyze(document_text(p))])
+        if len(batch) == chunk:
+            *triple, ln = _chunk_postings(batch, first)
+            postings.append(triple)
+            lengths.append(ln)
+            first += len(batch)
+            batch = []
+    if batch:
+        *triple, ln = _chunk_postings(batch, first)
+        postings.append(triple)
+        lengths.append(ln)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    return vocab, lucene_bm25_matrix(postings, all_lengths, len(vocab))
+
+
+_ARRAYS = ("data", "indices", "indptr")
+
+
+def _save_index(folder: Path, vocab: dict[str, int], matrix: dict) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
+    try:
+        for name in _ARRAYS:
+            np.save(tmp / f"{name}.npy", matrix[name])
+        with open(tmp / "meta.pkl", "wb") as f:
+            pickle.dump({"format": INDEX_FORMAT, "vocab": vocab, "num_docs": matrix["num_docs"]}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, folder)  # atomic publish; a concurrent builder's copy wins or loses as a whole
+    except OSError:
+        pass  # an unwritable cache only costs rebuild time
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_index(folder: Path, n_docs: int):
+    try:
+        with open(folder / "meta.pkl", "rb") as f:
+            meta = pickle.load(f)
+        if meta.get("format") != INDEX_FORMAT or meta["num_docs"] != n_docs:
+            return None
+        matrix = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+    except Exception:  # missing, torn or foreign: rebuild
+        return None
+    matrix["num_docs"] = n_docs
+    return meta["vocab"], matrix
 
 
 class SearchEngine:
     """BM25 over a catalogue. ``search(query, k)`` returns up to ``k`` ASINs, best first (empty for a query with no
-    indexed term). Build once per catalogue: :func:`search_engine_for` memoises it."""
+    indexed term). Build once per catalogue: :func:`search_engine_for` memoises it in-process, and a catalogue
+    loaded through ``load_catalogue`` with its cache on also keeps the index on disk (memory-mapped on reload)."""
 
-    def __init__(self, catalogue: Catalogue):
+    def __init__(self, catalogue: Catalogue, *, use_cache: bool = True):
         self.catalogue = catalogue
-        self.asins = [p["asin"] for p in catalogue.products]
+        self.asins = list(catalogue.asins)
         self._asin_rank = np.argsort(np.argsort(np.array(self.asins)))  # tie-break key
-        vocab: dict[str, int] = {}
-        ids = []
-        for p in catalogue.products:
-            ids.append([vocab.setdefault(t, len(vocab)) for t in analyze(document_text(p))])
-        self.vocab = vocab
+        folder = catalogue.cache_path("search", INDEX_FORMAT) if use_cache else None
+        loaded = _load_index(folder, len(self.asins)) if folder is not None else None
+        if loaded is None:
+            loaded = build_index(catalogue.products)
+            if folder is not None:
+                _save_index(folder, *loaded)
+        self.vocab, matrix = loaded
         self._bm25 = bm25s.BM25(k1=K1, b=B, method="lucene")
         # bm25s only sums precomputed per-(term, doc) scores at query time; we give it Lucene's.
-        self._bm25.scores = lucene_bm25_matrix(ids, len(vocab))
+        self._bm25.scores = matrix
         self._bm25.nonoccurrence_array = None  # what bm25s itself sets for the "lucene" variant
         self._lock = threading.Lock()
-
     def __repr__(self) -> str:
         return f"SearchEngine({len(self.asins)} products, {len(self.vocab)} terms)"
 
