@@ -90,3 +90,11 @@ def test_parse_available_actions():
             {"role": "assistant", "content": "click[a]"}]
     assert parse_available_actions(msgs) == ["click[a]", "click[< prev]"]
     assert parse_available_actions([{"role": "user", "content": "no list"}]) is None
+
+
+def test_oracle_env_id_fallback_selects_human_goals():
+    ctx = {"task_index": 0, "split": "test"}
+    human = OraclePolicy(env_id="hero_gym/WebShopHuman-v0").generate([ChatRequest(messages=[], context=ctx)])[0]
+    synth = OraclePolicy().generate([ChatRequest(messages=[], context=ctx)])[0]
+    goal = get_task_goal("human", "test", 0)
+    assert human.text == OraclePolicy().plan(goal)[0][0] and human.text != synth.text

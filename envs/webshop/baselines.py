@@ -48,14 +48,15 @@ class OraclePolicy:
 
     goal: a fixed goal dict for every request; otherwise it is looked up from ``context`` (env id -> goal kind,
     ``split``, ``task_index``) with ``setting``/``goal_seed`` (the env's ``setting``/``seed``) and, for a custom
-    catalogue, ``catalogue_kwargs`` (the env's items_path/attrs_path/human_ins_path/cache_dir).
+    catalogue, ``catalogue_kwargs`` (the env's items_path/attrs_path/human_ins_path/cache_dir). ``env_id`` is the
+    fallback when the context names none.
     """
 
     name = "webshop-oracle"
 
     def __init__(self, goal: dict | None = None, *, setting: str = "1k", goal_seed: int = 0,
-                 catalogue_kwargs: dict | None = None):
-        self.goal, self.setting, self.goal_seed = goal, setting, goal_seed
+                 catalogue_kwargs: dict | None = None, env_id: str | None = None):
+        self.goal, self.setting, self.goal_seed, self.env_id = goal, setting, goal_seed, env_id
         self.catalogue_kwargs = dict(catalogue_kwargs or {})
         self._plans: dict[tuple, tuple[list[str], str]] = {}
 
@@ -101,7 +102,7 @@ class OraclePolicy:
         missing = [k for k in ("task_index", "split") if ctx.get(k) is None]
         if missing:
             raise ValueError(f"OraclePolicy needs a goal or ChatRequest.context with {missing}")
-        kind = "human" if ctx.get("env_id") in _HUMAN_ENV_IDS else "synthetic"
+        kind = "human" if (ctx.get("env_id") or self.env_id) in _HUMAN_ENV_IDS else "synthetic"
         return get_task_goal(kind, ctx["split"], int(ctx["task_index"]), self.setting, self.goal_seed,
                              **self.catalogue_kwargs)
 
