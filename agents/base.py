@@ -119,6 +119,9 @@ class TrainConfig:
     """Sampling temperature of evaluation episodes."""
     save_every: int = 1
     """Write a checkpoint every N steps (0 = only at the end)."""
+    export_model: bool = True
+    """At the end, save the trained model (LoRA merged) as a Hugging Face folder out_dir/model, so
+    `hero-gym eval --policy hf:OUT/model` can evaluate it on any env (e.g. Airline as out-of-domain)."""
     out_dir: str = "runs/train"
     """Run directory: train_log.jsonl, checkpoint/, eval/<step>/ run stores."""
     tensorboard: bool = False
@@ -339,7 +342,7 @@ class Trainer:
     def train_step(self) -> dict:
         """Collect, compute the loss, update once; log and return the step's stats."""
         cfg = self.config
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self.optimizer.zero_grad(set_to_none=True)
@@ -368,7 +371,7 @@ class Trainer:
             "success_rate": float(np.mean([t.success for t in trajs])) if trajs else 0.0,
             "mean_reward": float(np.mean([t.reward for t in trajs])) if trajs else 0.0,
             "mean_turns": float(np.mean([t.num_turns for t in trajs])) if trajs else 0.0,
-            "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, **{f"total_{k}": v for k, v in self.counters.items()},
+            "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, **{f"total_{k}": v for k, v in self.counters.items()},
         }
         if self.device.type == "cuda":
             rec["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
@@ -405,6 +408,8 @@ class Trainer:
                 self.evaluate()
             if ((cfg.save_every and self.step % cfg.save_every == 0) or last) and self.is_main:
                 self.save()
+        if cfg.export_model and self.is_main and history:
+            self.export(self.out_dir / "model")
         if cfg.eval_split and self.is_main:
             self.evaluate(final=True)  # resumes (skips stored episodes) when the run had already finished
         return history
@@ -466,6 +471,15 @@ class Trainer:
                                                  train_budget=cfg.turn_budget, run=name)
                           for tr, (_, a) in zip(trajs, todo)])
         return store.dir
+
+    def export(self, directory: str | Path) -> Path:
+        """Save the current model (LoRA adapters merged into a copy) and tokenizer with save_pretrained."""
+        model = self.model
+        if hasattr(model, "merge_and_unload"):
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        return Path(directory)
 
     # ----- checkpoints ----------------------------------------------------------------------------------------
     def save(self, directory: str | Path | None = None) -> Path:

@@ -85,6 +85,10 @@ def _add_train_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--eval-k", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--eval-max-turns", type=int, default=None)
+    p.add_argument("--user", default=None,
+                   help="tau envs: simulated user, 'scripted' (default) or 'llm:POLICY_SPEC' (as in hero-gym eval)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel across the processes of torchrun / accelerate launch")
     p.add_argument("--reflector", default=None, help="HERO reflector policy spec (default: the model itself)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any other TrainConfig / method config field (JSON value), repeatable")
@@ -112,7 +116,8 @@ def build_configs(args, method: str, budget: int, seed: int, out: str):
                  max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=seed, lora=args.lora,
                  teacher=args.teacher, device=args.device, rollout_backend=args.rollout_backend,
                  eval_split=args.eval_split, eval_tasks=parse_tasks(args.eval_tasks), eval_k=args.eval_k,
-                 eval_every=args.eval_every, eval_max_turns=args.eval_max_turns, out_dir=out)
+                 eval_every=args.eval_every, eval_max_turns=args.eval_max_turns, out_dir=out,
+                 distributed=args.distributed)
     mcls = method_config_class(method)
     tfields = {f.name for f in dataclasses.fields(TrainConfig)}
     mfields = {f.name for f in dataclasses.fields(mcls)}
@@ -125,6 +130,11 @@ def build_configs(args, method: str, budget: int, seed: int, out: str):
         elif not any(name in {f.name for f in dataclasses.fields(method_config_class(m))} for m in METHODS):
             raise _Usage(f"--set {name}: no such field in TrainConfig or any method config")
         # else: another method's field (a sweep passes one --set list to every method)
+    if args.user and args.user != "scripted":
+        if not args.user.startswith("llm:") or len(args.user) == 4:
+            raise _Usage(f"--user must be 'scripted' or 'llm:POLICY_SPEC', got {args.user!r}")
+        from hero_gym.policies.scripted import load_policy
+        train["env_kwargs"] = {**train.get("env_kwargs", {}), "user": load_policy(args.user[4:], seed=seed)}
     cfg = TrainConfig(**train)
     cfg.validate()
     return cfg, mcls(**mkw)

@@ -96,7 +96,7 @@ def _one(args) -> dict:
     later = steps[1:] or steps
     mean = lambda key: sum(s[key] for s in later) / len(later)  # noqa: E731
     return {
-        "method": args.one, "load_s": load_s, "first_step_s": steps[0]["step_s"], "step_s": mean("step_s"),
+        "method": args.one, "load_s": load_s, "first_step_s": steps[0]["step_s"], "step_s": mean("step_s"), "cpu_s": mean("cpu_s"),
         "rollout_s": mean("rollout_s"), "update_s": mean("step_s") - mean("rollout_s"),
         "env_turns": mean("env_turns"), "loss_tokens": mean("loss_tokens"), "peak_rss_mb": rusage,
         "peak_gpu_gb": max((s.get("peak_mem_gb", 0.0) for s in steps), default=0.0),
@@ -136,13 +136,13 @@ def main(argv=None) -> int:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"benchmark of {m} failed (exit {proc.returncode})")
         rows.append(json.loads(line[7:]))
-        print(f"{m}: {rows[-1]['step_s']:.2f} s/step", flush=True)
+        print(f"{m}: {rows[-1]['step_s']:.2f} s/step ({rows[-1]['cpu_s']:.2f} CPU s)", flush=True)
     base = rows[0]["step_s"]
-    head = ("| method | s/step | rollout s | loss+update s | vs " + rows[0]["method"] +
+    head = ("| method | s/step | CPU s/step | rollout s | loss+update s | vs " + rows[0]["method"] +
             " | env turns/step | loss tokens/step | first step s | peak RSS MB | peak GPU GB |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['step_s']:.2f} | {r['rollout_s']:.2f} | {r['update_s']:.2f} | "
+        lines.append(f"| {r['method']} | {r['step_s']:.2f} | {r['cpu_s']:.2f} | {r['rollout_s']:.2f} | {r['update_s']:.2f} | "
                      f"{r['step_s'] / base:.2f}x | {r['env_turns']:.0f} | {r['loss_tokens']:.0f} | "
                      f"{r['first_step_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['peak_gpu_gb']:.2f} |")
     cmd = "python -m hero_gym.benchmarks.bench_train " + " ".join(argv if argv is not None else sys.argv[1:])

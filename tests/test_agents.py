@@ -362,6 +362,12 @@ def test_evaluation_writes_harness_records(tmp_path):
     assert all(r.method == "sdpo" and r.train_budget == 15 and r.split == "test" for r in recs)
     df = load_frame([run])
     assert len(df) == 4 and set(df["method"]) == {"sdpo"}
+    # The exported model folder reloads with the trained weights (what `hero-gym eval --policy hf:...` reads).
+    from hero_gym.policies.models import load_model
+
+    reloaded, _ = load_model(str(tmp_path / "sdpo" / "model"), dtype=torch.float32)
+    for (n, p), q in zip(tr.model.named_parameters(), reloaded.parameters()):
+        assert torch.equal(p, q), n
 
 
 def test_ema_teacher_moves_towards_the_student_and_frozen_does_not(tmp_path):
