@@ -91,7 +91,8 @@ class TrainConfig:
     """"auto" (cuda when present, else cpu), "cpu" or "cuda[:n]". Under `accelerate launch` each process takes
     the device accelerate assigns it."""
     distributed: bool = False
-    """Data-parallel over the processes of `torchrun` or `accelerate launch` (NCCL on GPUs, Gloo on CPU): each rank rolls out its own tasks, gradients are
+    """Data-parallel over the processes of `torchrun` or `accelerate launch` (NCCL on GPUs, Gloo on CPU): each
+    rank rolls out its own tasks, gradients are
     averaged across ranks before every optimiser step; rank 0 logs, evaluates and checkpoints."""
     teacher: str = "ema"
     """Distillation teacher weights: current (the live model, no grad), ema (moving average) or frozen (initial)."""
@@ -371,7 +372,8 @@ class Trainer:
             "success_rate": float(np.mean([t.success for t in trajs])) if trajs else 0.0,
             "mean_reward": float(np.mean([t.reward for t in trajs])) if trajs else 0.0,
             "mean_turns": float(np.mean([t.num_turns for t in trajs])) if trajs else 0.0,
-            "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, **{f"total_{k}": v for k, v in self.counters.items()},
+            "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            **{f"total_{k}": v for k, v in self.counters.items()},
         }
         if self.device.type == "cuda":
             rec["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30

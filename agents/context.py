@@ -111,7 +111,8 @@ def render_trajectory(traj: Trajectory, max_chars_per_message: int = 2000) -> st
 
     def cut(s: str) -> str:
         s = s or ""
-        return s if len(s) <= max_chars_per_message else s[: max_chars_per_message // 2] + " [...] " + s[-max_chars_per_message // 2:]
+        half = max_chars_per_message // 2
+        return s if len(s) <= max_chars_per_message else s[:half] + " [...] " + s[-half:]
 
     lines = [f"TASK / FIRST OBSERVATION:\n{cut(traj.initial_observation)}"]
     for i, t in enumerate(traj.turns, start=1):

@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, field
 
 _TAGGED = re.compile(r"<turn\s*(?:=\s*)?[\"']?(\d+)[\"']?\s*>(.*?)</turn\s*>", re.S | re.I)
-_FIELD = re.compile(r"^\s*[-*]?\s*(necessary|necessity|valid|validity|cause|failure_cause|corrected_action|correction)\s*[:=]\s*(.*)$",
+_FIELD = re.compile(r"^\s*[-*]?\s*(necessary|necessity|valid|validity|cause|failure_cause|corrected_action|correction)"
+                    r"\s*[:=]\s*(.*)$",
                     re.I | re.M)
 _TRUE = {"true", "yes", "y", "1", "necessary", "valid"}
 _FALSE = {"false", "no", "n", "0", "unnecessary", "invalid"}

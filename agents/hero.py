@@ -37,6 +37,8 @@ class HEROConfig(DistillConfig):
     """Upper cap on the reflector's output tokens for one trajectory."""
     max_transcript_chars_per_message: int = 1500
     """Per-message character cap in the transcript the reflector reads."""
+    max_transcript_chars: int = 24000
+    """Whole-transcript cap (~6k tokens): longer episodes get a proportionally smaller per-message cap."""
 
 
 class HEROTrainer(SelfDistillTrainer):
@@ -68,8 +70,14 @@ class HEROTrainer(SelfDistillTrainer):
     def reflection_request(self, traj: Trajectory) -> ChatRequest:
         """The reflector's prompt for one finished trajectory."""
         mc = self.method_config
+        per_message = mc.max_transcript_chars_per_message
+        transcript = render_trajectory(traj, per_message)
+        # Long episodes: shrink every message alike so each turn stays visible (the reflector judges every turn).
+        while len(transcript) > mc.max_transcript_chars and per_message > 100:
+            per_message = max(100, int(per_message * mc.max_transcript_chars / len(transcript) * 0.9))
+            transcript = render_trajectory(traj, per_message)
         prompt = self.reflect_template.format(
-            transcript=render_trajectory(traj, mc.max_transcript_chars_per_message),
+            transcript=transcript,
             outcome=outcome_text(traj), num_turns=traj.num_turns)
         budget = min(mc.reflect_max_new_tokens, mc.reflect_tokens_per_turn * max(1, traj.num_turns))
         return ChatRequest(messages=[{"role": "user", "content": prompt}], max_new_tokens=budget,

@@ -52,7 +52,8 @@ def topk_logprobs(
     Returns log-probabilities of shape ``[..., k + 1]`` (with the tail bucket) or ``[..., k]`` (renormalised).
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}")
+        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+                         f"{tuple(teacher_logits.shape)}")
     vocab = student_logits.shape[-1]
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= vocab:
         raise ValueError(f"top-k must be an integer in [1, vocab={vocab}], got {k!r}")
@@ -96,7 +97,8 @@ def token_divergence(
     """
     teacher_logits = teacher_logits.detach()
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}")
+        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+                         f"{tuple(teacher_logits.shape)}")
     if topk is None:
         s = F.log_softmax(_upcast(student_logits), dim=-1)
         t = F.log_softmax(_upcast(teacher_logits), dim=-1)
@@ -113,7 +115,8 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def group_advantages(rewards, group_size: int, normalize_std: bool = True, eps: float = 1e-6, on_single: str = "raise") -> torch.Tensor:
+def group_advantages(rewards, group_size: int, normalize_std: bool = True, eps: float = 1e-6,
+                     on_single: str = "raise") -> torch.Tensor:
     """GRPO advantages: each reward minus its group's mean, divided by the group's std (unbiased) when asked.
 
     `rewards` is flat, ordered group by group (``[g0_r0 .. g0_r{G-1}, g1_r0 ..]``). With ``group_size == 1`` every

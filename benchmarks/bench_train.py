@@ -8,8 +8,9 @@ hero_gym/WebShop-v0, each method in its own process so its peak resident memory 
 allocated GPU memory) is its own. HERO's reflector is the model itself (as in training), so its reflection
 generation is included in its time. By default every method is made to train on every agent token (GRPO rewards
 tie-broken, Full-Demo falls back to the env's oracle demo, HERO's reflection gets a diagnosis of every turn
-appended) so the table compares the full cost of each loss; --natural turns that off. The first step of each method is reported separately (it includes loading
-the catalogue and warming caches); the table shows the mean of the later steps.
+appended) so the table compares the full cost of each loss; --natural turns that off. The first step of each
+method is reported separately (it includes loading the catalogue and warming caches); the table shows the mean of
+the later steps (or the only step with --steps 1).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def _one(args) -> dict:
     later = steps[1:] or steps
     mean = lambda key: sum(s[key] for s in later) / len(later)  # noqa: E731
     return {
-        "method": args.one, "load_s": load_s, "first_step_s": steps[0]["step_s"], "step_s": mean("step_s"), "cpu_s": mean("cpu_s"),
+        "method": args.one, "load_s": load_s, "first_step_s": steps[0]["step_s"], "step_s": mean("step_s"),
+        "cpu_s": mean("cpu_s"),
         "rollout_s": mean("rollout_s"), "update_s": mean("step_s") - mean("rollout_s"),
         "env_turns": mean("env_turns"), "loss_tokens": mean("loss_tokens"), "peak_rss_mb": rusage,
         "peak_gpu_gb": max((s.get("peak_mem_gb", 0.0) for s in steps), default=0.0),

@@ -453,3 +453,18 @@ print("RESULT", tr.rank, tr.world_size, h[-1]["loss"], sum(float(p.double().sum(
     assert rows[0][2] != rows[1][2]  # each rank trained on its own rollouts...
     assert rows[0][3] == rows[1][3]  # ...and the averaged update kept the weights identical
     assert len((tmp_path / "sdpo" / "train_log.jsonl").read_text().splitlines()) == 2  # rank 0 logs alone
+
+
+def test_hero_reflection_prompt_covers_every_turn_within_the_length_cap(tmp_path):
+    model, tok = tiny_model()
+    tr = make_trainer(config(tmp_path, "hero"), HEROConfig(max_transcript_chars=3000), model=model, tokenizer=tok,
+                      rollout_fn=toy_rollout, reflector=scripted_reflector())
+    traj = tr.collect(0, 0)[0][0]
+    for t in traj.turns:
+        t.observation = "x" * 5000  # every answer far longer than the cap allows
+    req = tr.reflection_request(traj)
+    text = req.messages[0]["content"]
+    assert len(text) < 3000 + len(tr.reflect_template)
+    assert all(f"[Turn {i}] AGENT ACTION" in text for i in range(1, traj.num_turns + 1))
+    assert "from 1 to 3" in text and ("SUCCESS" in text or "FAILURE" in text)
+    assert req.temperature == 0.0 and req.max_new_tokens == 3 * 64
