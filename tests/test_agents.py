@@ -300,6 +300,12 @@ def test_trajectory_logits_match_per_turn_logits(tmp_path):
         trajectory_action_logits(tr.model, traj.token_ids(), [(0, 3)])
 
 
+def test_gradient_accumulation_collects_several_batches_per_step(tmp_path):
+    tr = build(tmp_path, "sdpo", cfg_kw={"grad_accum": 2, "steps": 1})
+    [rec] = tr.train()
+    assert rec["episodes"] == 8 and rec["step"] == 1
+
+
 def test_micro_batch_size_does_not_change_the_loss_or_gradient(tmp_path):
     a = build(tmp_path, "sdpo", cfg_kw={"micro_batch_size": 1, "teacher": "frozen"})
     b = build(tmp_path, "sdpo", cfg_kw={"micro_batch_size": 64, "teacher": "frozen"})
@@ -386,16 +392,23 @@ def test_ema_teacher_moves_towards_the_student_and_frozen_does_not(tmp_path):
 
 # ----- real environment ----------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["grpo", "sdpo", "full-demo", "hero"])
+@pytest.mark.parametrize("method", ["grpo", "sdpo", "full-demo", "hero", "hero-self"])
 def test_each_method_trains_in_webshop(tmp_path, method):
+    self_reflect = method == "hero-self"  # the tiny model reflects on itself (it cannot write usable diagnoses)
+    method = "hero" if self_reflect else method
     model, tok = tiny_model()
     cfg = TrainConfig(env_id="hero_gym/WebShop-v0", split="train", tasks=[0, 1, 2], method=method, group_size=2,
                       tasks_per_step=2, steps=2, turn_budget=3, max_new_tokens=12, out_dir=str(tmp_path / method),
                       micro_batch_size=4)
     mc = {"grpo": GRPOConfig(), "sdpo": SDPOConfig(), "full-demo": FullDemoConfig(demo_source="oracle"),
           "hero": HEROConfig()}[method]
-    kw = {"reflector": scripted_reflector((1, 2))} if method == "hero" else {}
+    kw = {"reflector": scripted_reflector((1, 2))} if method == "hero" and not self_reflect else {}
     tr = make_trainer(cfg, mc, model=model, tokenizer=tok, **kw)
+    if self_reflect:
+        history = tr.train()
+        assert tr.reflector is tr.policy
+        assert tr.counters["diagnosed_turns"] + tr.counters["undiagnosed_turns"] == sum(h["env_turns"] for h in history)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         history = tr.train()
