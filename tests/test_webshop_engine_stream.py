@@ -147,3 +147,68 @@ def test_bad_price_names_the_product(tmp_path):
     items.write_text(json.dumps(raw))
     with pytest.raises(CatalogueError, match=raw[1]["asin"]):
         load_catalogue("full", items_path=items, cache_dir=tmp_path, use_cache=False)
+
+
+def test_two_core_build_equals_sequential(files, tmp_path, monkeypatch):
+    from hero_gym.envs.webshop import bulk
+
+    seq = _load(files, tmp_path / "seq", packed=True)
+    monkeypatch.setattr(bulk, "PARALLEL_MIN_BYTES", 0)
+    calls = []
+    real = bulk.pack_two_halves
+    monkeypatch.setattr(bulk, "pack_two_halves", lambda *a: calls.append(real(*a)) or calls[-1])
+    cat_mod._loaded.clear()
+    two = _load(files, tmp_path / "two", packed=True)
+    assert len(calls) == 1 and calls[0] is not None  # really built from two halves
+    assert two.products.asins == seq.products.asins  # the cross-half duplicate is dropped too
+    assert list(two.products) == list(seq.products) and two.prices == seq.prices
+    assert two.goal_positions == seq.goal_positions
+    assert build_goals(two, "synthetic") == build_goals(seq, "synthetic")
+
+
+def test_cuts_never_land_inside_strings_or_options(tmp_path, monkeypatch):
+    from hero_gym.envs.webshop import bulk
+
+    items = write_synthetic_catalogue(tmp_path / "items.json", 3)
+    raw = json.loads(items.read_text())
+    # The middle of the file is a description holding the boundary pattern and a product-like object.
+    raw[1]["full_description"] = "x " * 6000 + '}, {"asin": "B0TRAP0000"}, {' + " y" * 2000
+    raw[1]["customization_options"] = {"Color": [{"value": "red"}, {"value": "blue"}]}
+    items.write_text(json.dumps(raw))
+    end_first, start_second = bulk.find_cut(items, items.stat().st_size)
+    data = items.read_bytes()
+    assert len(data) // 2 < data.index(b"B0TRAP") < data.index(b'"value": "blue"') < start_second
+    assert json.loads(b"[" + data[start_second:]) == raw[2:]
+    assert json.loads(data[:end_first] + b"]") == raw[:2]
+
+
+def test_a_bad_cut_falls_back_to_sequential(tmp_path, monkeypatch):
+    from hero_gym.envs.webshop import bulk
+
+    items = write_synthetic_catalogue(tmp_path / "items.json", 3)
+    raw = json.loads(items.read_text())
+    raw[1]["full_description"] = "x " * 4000 + "}, {" + " y" * 4000
+    items.write_text(json.dumps(raw))
+    mid = items.read_bytes().index(b"}, {")
+    monkeypatch.setattr(bulk, "find_cut", lambda path, size: (mid + 1, mid + 3))  # inside the string
+    monkeypatch.setattr(bulk, "PARALLEL_MIN_BYTES", 0)
+    calls = []
+    real = bulk.pack_two_halves
+    monkeypatch.setattr(bulk, "pack_two_halves", lambda *a: calls.append(real(*a)) or calls[-1])
+    cat = load_catalogue("full", items_path=items, cache_dir=tmp_path / "c", packed=True)
+    assert calls == [None]  # the halves did not parse, so the file was read sequentially
+    assert cat.products.asins == [r["asin"] for r in raw[:3]]
+    assert cat.products[1]["full_description"] == raw[1]["full_description"]
+
+
+def test_range_reader():
+    import io as _io
+
+    from hero_gym.envs.webshop.bulk import RangeReader
+
+    path = os.path.join(os.path.dirname(__file__), "conftest.py")
+    data = open(path, "rb").read()
+    with RangeReader(path, 5, 40, b"<<", b">>") as r:
+        assert _io.BufferedReader(r, 7).read() == b"<<" + data[5:40] + b">>"
+    with RangeReader(path, 5, 40) as r:
+        assert r.read(0) == b"" and r.read() == data[5:40]  # a zero-size probe must not end the range

@@ -44,15 +44,15 @@ def map_file(path: str | Path) -> mmap.mmap:
 
 
 class PackedProducts(Sequence):
-    """Read-only sequence of product dicts stored as consecutive pickles in ``buffer`` (decoded on access; the most
-    recent ones are kept so repeated lookups return the same dict)."""
+    """Read-only sequence of product dicts pickled in ``buffer`` at [starts[i], ends[i]) (decoded on access; the
+    most recent ones are kept so repeated lookups return the same dict)."""
 
-    def __init__(self, buffer, offsets: np.ndarray, asins: list[str]):
-        if len(offsets) != len(asins) + 1 or (len(buffer) != int(offsets[-1])):
-            raise ValueError(f"inconsistent packed catalogue: {len(asins)} ASINs, {len(offsets)} offsets, "
-                             f"{len(buffer)} bytes (expected {int(offsets[-1]) if len(offsets) else '?'})")
+    def __init__(self, buffer, starts: np.ndarray, ends: np.ndarray, asins: list[str]):
+        if not len(starts) == len(ends) == len(asins) or (len(ends) and int(ends.max()) > len(buffer)):
+            raise ValueError(f"inconsistent packed catalogue: {len(asins)} ASINs, {len(starts)}/{len(ends)} spans, "
+                             f"{len(buffer)} bytes")
         self.buffer = buffer
-        self.offsets = offsets
+        self.starts, self.ends = starts, ends
         self.asins = asins
         self._recent: OrderedDict[int, dict] = OrderedDict()
 
@@ -60,7 +60,7 @@ class PackedProducts(Sequence):
         return len(self.asins)
 
     def _decode(self, i: int) -> dict:
-        return pickle.loads(self.buffer[int(self.offsets[i]):int(self.offsets[i + 1])])
+        return pickle.loads(self.buffer[int(self.starts[i]):int(self.ends[i])])
 
     def __getitem__(self, i):
         if isinstance(i, slice):
