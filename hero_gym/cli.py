@@ -60,12 +60,14 @@ def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None
     p.add_argument("--tasks", default=d.get("tasks", "all"), help="'all', '0-9', '3' or '0-4,10' (default %(default)s)")
     p.add_argument("--limit", type=_positive_int, default=d.get("limit"), help="only the first N selected tasks")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="base seed; each (task, attempt) derives its own")
-    p.add_argument("--out", default=d.get("out"), required=not demo, help="run directory (resumes if it exists)" + (" (default %(default)s)" if demo else ""))
+    p.add_argument("--out", default=d.get("out"), required=not demo,
+                   help="run directory (resumes if it exists)" + (" (default %(default)s)" if demo else ""))
     p.add_argument("--temperature", type=float, default=d.get("temperature", 1.0), help="sampling temperature (0 = greedy)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=d.get("max_new_tokens", 256),
                    help="generation cap per turn (default %(default)s)")
     p.add_argument("--user", default=d.get("user"), help="tau envs: simulated user, 'scripted' or 'llm:POLICY_SPEC'")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="episodes advanced together")
+    p.add_argument("--batch-size", type=_positive_int, default=d.get("batch_size"),
+                   help="episodes advanced together (default: " + ("%(default)s" if demo else "all") + ")")
     p.add_argument("--method", default=None, help="training method of the evaluated checkpoint (for budget sweeps)")
     p.add_argument("--train-budget", type=_positive_int, default=None,
                    help="training turn budget of the evaluated checkpoint (for budget sweeps)")
@@ -77,9 +79,10 @@ def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None
 # The README's main job: the embedded SmolLM2 on real tau2 retail tasks, small enough for a 2-core CPU. Each agent
 # turn re-reads a ~4.8k-token prompt (the domain policy and tool schemas), about 35 s of one CPU core for SmolLM2-135M,
 # so 3 tasks x 2 attempts x 2 turns is what fits in ~10 minutes; raise --tasks/--k/--max-turns on a bigger machine.
+# On CPU, prefill dominates and batching barely helps, so batches of 2 cost little and let a killed demo resume.
 _DEMO = {"env": "hero_gym/Tau2Retail-v0", "split": "test", "policy": "smollm2", "k": 2, "max_turns": 2,
          "tasks": "0-2", "out": "results/demo", "temperature": 1.0, "max_new_tokens": 96, "user": "scripted",
-         "threads": os.cpu_count() or 1}
+         "threads": os.cpu_count() or 1, "batch_size": 2}  # small batches: episodes are stored as they finish
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ same env/user randomness, and two policies evaluated with the same seed are pair
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any
@@ -107,8 +108,8 @@ def run_eval(
     max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if batch_size is not None:
         batch_size = _positive_int("batch_size", batch_size)
     if train_budget is not None:

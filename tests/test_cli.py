@@ -28,6 +28,7 @@ def _err(capsys, argv):
     (["eval", "--env", "hero_gym/TauAirline-v0", "--tasks", "0-50", "--policy", "oracle", "--out", "x"], "out of range"),
     (["eval", "--env", "hero_gym/TauRetail-v0", "--k", "0", "--policy", "oracle", "--out", "x"], "positive integer"),
     (["eval", "--env", "hero_gym/TauRetail-v0", "--seed", "-3", "--policy", "oracle", "--out", "x"], "non-negative"),
+    (["eval", "--env", "hero_gym/TauRetail-v0", "--temperature", "nan", "--policy", "oracle", "--out", "x"], "finite"),
     (["eval", "--env", "hero_gym/WebShop-v0", "--user", "scripted", "--policy", "oracle", "--out", "x"], "tau"),
     (["eval", "--env", "hero_gym/TauRetail-v0", "--user", "robot", "--policy", "oracle", "--out", "x"], "bad --user"),
     (["eval", "--env", "hero_gym/TauRetail-v0", "--out", "x"], "--policy"),
