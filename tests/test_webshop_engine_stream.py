@@ -172,7 +172,7 @@ def test_cuts_never_land_inside_strings_or_options(tmp_path, monkeypatch):
     items = write_synthetic_catalogue(tmp_path / "items.json", 3)
     raw = json.loads(items.read_text())
     # The middle of the file is a description holding the boundary pattern and a product-like object.
-    raw[1]["full_description"] = "x " * 6000 + '}, {"asin": "B0TRAP0000"}, {' + " y" * 2000
+    raw[1]["full_description"] = "x " * 9000 + '}, {"asin": "B0TRAP0000"}, {' + " y" * 500
     raw[1]["customization_options"] = {"Color": [{"value": "red"}, {"value": "blue"}]}
     items.write_text(json.dumps(raw))
     end_first, start_second = bulk.find_cut(items, items.stat().st_size)
