@@ -8,6 +8,7 @@ optimiser setup, schedule, accumulation, logging, checkpoint/resume, periodic ev
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -83,8 +84,10 @@ class TrainConfig:
     """LoRA rank."""
     lora_alpha: int = 32
     """LoRA scaling alpha."""
-    bf16: bool = True
-    """On a GPU, keep the model in bfloat16 (ignored on CPU, where the model's own dtype is kept)."""
+    precision: str = "auto"
+    """fp32 (weights and compute), bf16-mixed (fp32 weights, bf16 autocast for every forward: rollouts, scoring,
+    reflection), bf16 (bf16 weights: half the memory, but updates smaller than bf16's resolution are lost, so
+    only with large lr or LoRA). auto = bf16-mixed on a GPU, fp32 on CPU."""
     grad_checkpointing: bool = False
     """On a GPU, recompute activations in backward to save memory."""
     device: str = "auto"
@@ -151,6 +154,8 @@ class TrainConfig:
             raise ValueError(f"teacher_update_rate must be in (0, 1], got {self.teacher_update_rate}")
         if self.student_pass not in ("trajectory", "turn"):
             raise ValueError(f"student_pass must be trajectory or turn, got {self.student_pass!r}")
+        if self.precision not in ("auto", "fp32", "bf16-mixed", "bf16"):
+            raise ValueError(f"precision must be auto, fp32, bf16-mixed or bf16, got {self.precision!r}")
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"rollout_backend must be hf or vllm, got {self.rollout_backend!r}")
         spec = get_spec(self.env_id)  # raises for an unknown id
@@ -210,6 +215,8 @@ class Trainer:
             model, tokenizer = load_model(config.model)
         if tokenizer is None:
             raise ValueError("a model passed in needs its tokenizer too")
+        self.precision = config.precision if config.precision != "auto" else (
+            "bf16-mixed" if self.device.type == "cuda" else "fp32")
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.model = self._setup_model(model)
@@ -228,12 +235,11 @@ class Trainer:
     # ----- setup ----------------------------------------------------------------------------------------------
     def _setup_model(self, model):
         cfg = self.config
-        if self.device.type == "cuda":
-            if cfg.bf16:
-                model = model.to(torch.bfloat16)
-            if cfg.grad_checkpointing:
-                model.gradient_checkpointing_enable()
-        model = model.to(self.device)
+        # Optimiser updates of ~lr are far below bf16's resolution for typical weights: keep fp32 masters unless
+        # pure bf16 is asked for explicitly.
+        model = model.to(self.device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32)
+        if self.device.type == "cuda" and cfg.grad_checkpointing:
+            model.gradient_checkpointing_enable()
         if cfg.lora:
             try:
                 from peft import LoraConfig, get_peft_model
@@ -276,9 +282,15 @@ class Trainer:
             from hero_gym.policies.models import default_model_path
             path = str(default_model_path())
         policy = VLLMPolicy(path, gpu_memory_utilization=self.config.vllm_gpu_memory_utilization,
-                            dtype="bfloat16" if self.config.bf16 else "auto")
+                            dtype="bfloat16" if self.precision.startswith("bf16") else "float32")
         policy.update_weights(self.model.state_dict())
         return policy
+
+    def autocast(self):
+        """Context for every forward pass: bf16 autocast under bf16-mixed, nothing otherwise."""
+        if self.precision == "bf16-mixed":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def extra_state(self) -> dict:
         """Method state saved in checkpoints (teacher/reference weights)."""
@@ -301,7 +313,7 @@ class Trainer:
         specs = [make_episode_spec(int(t), (base + i * cfg.group_size + g) % (2**31), cfg.split, attempt=g)
                  for i, t in enumerate(tasks) for g in range(cfg.group_size)]
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             trajs = self.rollout_fn(
                 cfg.env_id, self.policy, specs,
                 env_kwargs={**cfg.env_kwargs, "max_turns": cfg.turn_budget},
@@ -355,7 +367,9 @@ class Trainer:
             groups = self.collect(self.step, micro)
             rollout_s += time.perf_counter() - r0
             trajs += [t for g in groups for t in g]
-            for k, v in self.batch_loss(groups, 1.0 / cfg.grad_accum).items():
+            with self.autocast():
+                batch_stats = self.batch_loss(groups, 1.0 / cfg.grad_accum)
+            for k, v in batch_stats.items():
                 stats[k] = stats.get(k, 0.0) + float(v) / (cfg.grad_accum if k == "loss" else 1)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.world_size > 1:
@@ -461,7 +475,7 @@ class Trainer:
         if specs:
             state = rng_state()  # evaluation must not shift the training RNG stream (resume equivalence)
             self.model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():
                 trajs = self.rollout_fn(cfg.env_id, self.policy, specs,
                                         env_kwargs={**cfg.env_kwargs, "max_turns": max_turns},
                                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,

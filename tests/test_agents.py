@@ -7,6 +7,7 @@ WebShop env.
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import warnings
 
@@ -481,3 +482,14 @@ def test_hero_reflection_prompt_covers_every_turn_within_the_length_cap(tmp_path
     assert all(f"[Turn {i}] AGENT ACTION" in text for i in range(1, traj.num_turns + 1))
     assert "from 1 to 3" in text and ("SUCCESS" in text or "FAILURE" in text)
     assert req.temperature == 0.0 and req.max_new_tokens == 3 * 64
+
+
+@pytest.mark.parametrize("precision,dtype", [("auto", torch.float32), ("bf16-mixed", torch.float32),
+                                             ("bf16", torch.bfloat16)])
+def test_precision_modes_keep_the_promised_weight_dtype_and_train(tmp_path, precision, dtype):
+    tr = build(tmp_path, "sdpo", cfg_kw={"precision": precision, "steps": 1, "export_model": False})
+    assert all(p.dtype == dtype for p in tr.model.parameters())
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    [rec] = tr.train()
+    assert rec["loss_tokens"] > 0 and math.isfinite(rec["loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
