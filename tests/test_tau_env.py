@@ -156,6 +156,8 @@ def test_user_failure_ends_with_error():
 
 
 def test_a_failing_custom_parser_is_an_invalid_action():
+    from hero_gym.actions import Action
+
     def parser(text):
         raise ValueError("cannot read this")
 
@@ -163,6 +165,11 @@ def test_a_failing_custom_parser_is_an_invalid_action():
     env.reset(options={"task_index": 0})
     obs, r, term, trunc, info = env.step("anything")
     assert info["invalid"] and "cannot read this" in obs and not term
+    for bad in (lambda t: "not an Action", lambda t: Action(kind="tool", name=["x"]), lambda t: Action(kind="message", content=None)):
+        env = TauEnv("retail", "v1", "test", user=StubUser(), action_parser=bad)
+        env.reset(options={"task_index": 0})
+        obs, r, term, trunc, info = env.step("anything")
+        assert info["invalid"] and obs.startswith("Error: ") and not term
 
 
 def test_budget_truncates_with_zero_reward():

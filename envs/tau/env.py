@@ -205,8 +205,11 @@ class TauEnv(TextEnv):
             reason = f"action parser returned {type(parsed).__name__}, expected Action"
             return self._invalid(action, reason, f"Error: {reason}")
         if parsed.kind == "tool":
+            if not isinstance(parsed.name, str) or not isinstance(parsed.arguments, dict):
+                reason = "action parser returned a tool call without a string name and a dict of arguments"
+                return self._invalid(action, reason, f"Error: {reason}")
             return self._tool_turn(parsed)
-        if parsed.kind == "message":
+        if parsed.kind == "message" and isinstance(parsed.content, str):
             return self._message_turn(parsed.content)
         return self._invalid(action, parsed.error or "invalid action", f"Error: {parsed.error or 'invalid action'}")
 
