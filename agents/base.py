@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -380,8 +381,12 @@ class Trainer:
         self.scheduler.step()
         self.after_optimizer_step()
         self.step += 1
+        errors = [t.error for t in trajs if t.error]
+        if errors and len(errors) == len(trajs):
+            warnings.warn(f"step {self.step}: every rollout failed, nothing was learned; first error: {errors[0]}",
+                          RuntimeWarning, stacklevel=2)
         rec = {
-            "step": self.step, "method": self.method_name, "lr": lr, "grad_norm": float(grad_norm), **stats,
+            "step": self.step, "method": self.method_name, "episode_errors": len(errors), "lr": lr, "grad_norm": float(grad_norm), **stats,
             "episodes": len(trajs), "env_turns": sum(t.num_turns for t in trajs),
             "success_rate": float(np.mean([t.success for t in trajs])) if trajs else 0.0,
             "mean_reward": float(np.mean([t.reward for t in trajs])) if trajs else 0.0,

@@ -76,13 +76,14 @@ def _one(args) -> dict:
     from hero_gym.policies.models import load_model
 
     t0 = time.perf_counter()
-    model, tok = load_model(args.model, dtype=torch.float32 if args.fp32 else None)
+    model, tok = load_model(args.model)
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(env_id=args.env, split="train", tasks=list(range(args.tasks)), model=args.model,
                           method=args.one, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
                           steps=args.steps, turn_budget=args.turn_budget, max_new_tokens=args.max_new_tokens,
-                          micro_batch_size=args.micro_batch_size, out_dir=out, save_every=0, lr=1e-5, seed=0)
+                          micro_batch_size=args.micro_batch_size, out_dir=out, save_every=0, lr=1e-5, seed=0,
+                          precision=args.precision, export_model=False)
         mc, kw = None, {}
         if args.force_signal:
             mc, kw = _forced_signal(args.one, kw)
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--micro-batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
-    p.add_argument("--fp32", action="store_true", help="load the model in float32 (default: its own dtype)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16-mixed", "bf16"),
+                   help="TrainConfig.precision (auto: fp32 on CPU, bf16-mixed on GPU)")
     p.add_argument("--natural", dest="force_signal", action="store_false",
                    help="do not force a training signal (GRPO then skips zero-advantage batches, Full-Demo/HERO "
                         "skip trajectories without a demo/diagnosis, so their cost depends on the model's luck)")
@@ -151,7 +153,7 @@ def main(argv=None) -> int:
     setting = (f"{'forced training signal (see module docstring)' if args.force_signal else 'natural signal'}, "
                f"model {args.model}, env {args.env}, {args.tasks_per_step} tasks x G={args.group_size} per step, "
                f"turn budget {args.turn_budget}, max_new_tokens {args.max_new_tokens}, {args.steps} steps "
-               f"(table: mean of steps 2..{args.steps}), torch threads {args.threads}, "
+               f"(table: mean of steps 2..{args.steps}), precision {args.precision}, torch threads {args.threads}, "
                f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     text = "\n".join([f"Command: `{cmd}`", "", setting, "", *lines, ""])
     print(text)

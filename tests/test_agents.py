@@ -493,3 +493,10 @@ def test_precision_modes_keep_the_promised_weight_dtype_and_train(tmp_path, prec
     [rec] = tr.train()
     assert rec["loss_tokens"] > 0 and math.isfinite(rec["loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+
+
+def test_failed_rollouts_are_counted_and_warned_about(tmp_path):
+    tr = build(tmp_path, "sdpo", cfg_kw={"steps": 1}, policy=CallablePolicy(lambda m, t: 1 / 0, name="broken"))
+    with pytest.warns(RuntimeWarning, match="every rollout failed.*ZeroDivisionError"):
+        [rec] = tr.train()
+    assert rec["episode_errors"] == 4 and rec["loss_tokens"] == 0
