@@ -37,8 +37,9 @@ def budget_sweep_table(df: pd.DataFrame, *, k: int | None = None, n_boot: int = 
     if df["train_budget"].isna().any():
         runs = sorted(df.loc[df["train_budget"].isna(), "run"].unique())
         raise ValueError(f"run(s) {runs} have episodes without train_budget; a budget sweep needs it on every record")
-    if df["train_budget"].nunique() < 1:
-        raise ValueError("no train budgets to plot")
+    pairs = sorted({f"{e} ({s})" for e, s in zip(df["env"], df["split"].astype(str))})
+    if len(pairs) > 1:
+        raise ValueError(f"a budget sweep plots one env/split, got {pairs}; plot each separately")
     method = df["method"].astype(object).where(df["method"].notna(), df["policy"])  # untrained baselines: by policy
     df = df.assign(method=method, train_budget=df["train_budget"].astype(int))
     rows = []
@@ -75,7 +76,9 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
     ax_t.set_ylabel("mean turns per evaluation episode (turns)")
     ax_t.set_ylim(bottom=0)
     ax_t.set_title("Turns used vs training budget")
-    fig.suptitle(_env_title(df))
+    eval_turns = sorted(df["max_turns"].dropna().astype(int).unique())
+    budget_note = f"; evaluation turn budget {', '.join(map(str, eval_turns))}" if eval_turns else ""
+    fig.suptitle(_env_title(df) + budget_note)
     fig.tight_layout()
     _save(fig, out_png)
     return fig

@@ -76,16 +76,22 @@ def test_budget_sweep_plot(tmp_path):
     ax_s, ax_t = fig.axes[:2]
     assert "budget" in ax_s.get_xlabel() and "success" in ax_s.get_ylabel() and "mean@2" in ax_s.get_ylabel()
     assert "turns" in ax_t.get_ylabel()
+    assert "evaluation turn budget 10" in fig._suptitle.get_text()
     assert sorted(t.get_text() for t in ax_s.get_legend().get_texts()) == ["grpo", "hero"]
     hero_line = [ln for ln in ax_s.get_lines() if ln.get_label() == "hero"][0]
     assert list(hero_line.get_xdata()) == [2, 4, 8] and list(hero_line.get_ydata()) == [0.5, 0.75, 1.0]
     matplotlib.pyplot.close(fig)
 
 
-def test_budget_sweep_needs_budgets(tmp_path):
+def test_budget_sweep_needs_budgets_and_one_env(tmp_path):
     make_run(tmp_path / "a", {0: [T]})
     with pytest.raises(ValueError, match="train_budget"):
         plots.plot_budget_sweep([tmp_path / "a"], tmp_path / "x.png")
+    make_run(tmp_path / "b", {0: [T]}, train_budget=2, method="hero")
+    make_run(tmp_path / "c", {0: [T]}, train_budget=4, method="hero", env="toy/Other-v0")
+    with pytest.raises(ValueError, match="one env/split"):
+        plots.plot_budget_sweep([tmp_path / "b", tmp_path / "c"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_task_heatmap(tmp_path):
