@@ -77,7 +77,7 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
     ax_t.set_ylim(bottom=0)
     ax_t.set_title("Turns used vs training budget")
     eval_turns = sorted(df["max_turns"].dropna().astype(int).unique())
-    budget_note = f"; evaluation turn budget {', '.join(map(str, eval_turns))}" if eval_turns else ""
+    budget_note = f"; evaluation turn budget {', '.join(map(str, eval_turns))} turns" if eval_turns else ""
     fig.suptitle(_env_title(df) + budget_note)
     fig.tight_layout()
     _save(fig, out_png)
