@@ -169,3 +169,14 @@ def test_index_chunking_and_disk_cache_do_not_change_scores(cat, engine):
     for g in ["red dress", "gluten free snack bar", "wireless earbuds with charging case"]:
         assert np.array_equal(fresh.scores(g), reloaded.scores(g))
         assert fresh.search(g) == engine.search(g)
+
+
+def test_fast_bag_analysis_counts_the_same_terms(cat):
+    from collections import Counter
+
+    from hero_gym.envs.webshop.search import analyze_bag
+
+    texts = [document_text(p) for p in cat.products] + ["Café’s ★ don't 1,000 wi-fi ❤️x", "ÄÖÜ's a_b __ ½"]
+    assert sum(not t.isascii() for t in texts) > 100  # both paths are exercised
+    for t in texts:
+        assert Counter(analyze_bag(t)) == Counter(analyze(t))

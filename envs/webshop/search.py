@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import threading
@@ -58,32 +59,70 @@ _TOKEN = regex.compile(
     regex.V1,
 )
 _HAS_ALNUM = regex.compile(rf"[\p{{L}}\p{{N}}]|{_PICT}", regex.V1)
-_POSSESSIVE = regex.compile(r"['’]s$")
 
 # Lucene's PorterStemmer is Martin Porter's reference implementation, with its departures from the 1980 paper
 # (e.g. 'technology' -> 'technolog'); NLTK's MARTIN_EXTENSIONS mode is the same algorithm. Snowball's "porter"
 # (PyStemmer) follows the paper and disagrees on such words. Words of one or two letters are left alone.
 _porter = PorterStemmer(mode=PorterStemmer.MARTIN_EXTENSIONS)
+# token -> stem, or '' for a token Lucene would not emit (e.g. only underscores); shared by all engines.
 _stems: dict[str, str] = {}
+# The same word breaks restricted to ASCII, for the common all-ASCII text: about 5x faster than the general pattern.
+_ASCII_TOKEN = re.compile(r"[a-z0-9_]+(?:(?:(?<=[a-z])[:.'](?=[a-z])|(?<=[0-9])[.,;'](?=[0-9]))[a-z0-9_]+)*")
+_POSSESSIVES = ("'s", "’s")
 
 
-def _stem(word: str) -> str:
-    s = _stems.get(word)
-    if s is None:
-        s = _stems[word] = _porter.stem(word, to_lowercase=False)
+def _new_stem(word: str) -> str:
+    s = _porter.stem(word, to_lowercase=False) if _HAS_ALNUM.search(word) else ""
+    _stems[word] = s
     return s
 
 
+# A whitespace-free run holding a non-ASCII character. Tokens never span whitespace, so such runs can go through
+# the general pattern while the rest of the text takes the ASCII one.
+_NON_ASCII_RUN = re.compile(r"\S*[^\x00-\x7f]\S*")
+
+
+def _term(word: str) -> str:
+    """The term a raw token indexes as, or '' if it indexes as nothing (memoised)."""
+    st = _stems.get(word)
+    if st is None:
+        w = word[:-2] if word[-2:] in _POSSESSIVES else word
+        st = "" if (not w or w in STOPWORDS) else _stems.get(w)
+        if st is None:
+            st = _new_stem(w)
+        _stems[word] = st
+    return st
+
+
+def _terms(words: list[str]) -> list[str]:
+    # map() over the memo runs in C; only unseen tokens take the Python path.
+    got = list(map(_stems.get, words))
+    if None in got:
+        got = [t if t is not None else _term(w) for t, w in zip(got, words)]
+    return list(filter(None, got))
+
+
+def _words_bag(text: str) -> list[str]:
+    text = text.lower()
+    if text.isascii():
+        return _ASCII_TOKEN.findall(text)
+    odd = _NON_ASCII_RUN.findall(text)
+    return _ASCII_TOKEN.findall(_NON_ASCII_RUN.sub(" ", text)) + _TOKEN.findall(" ".join(odd))
+
+
 def analyze(text: str) -> list[str]:
-    """Index/query terms of ``text``: tokenize, lowercase, drop possessives and stopwords, Porter-stem."""
+    """Index/query terms of ``text`` in text order: tokenize, lowercase, drop possessives and stopwords, stem."""
     if not isinstance(text, str):
         raise TypeError(f"text to analyze must be a string, got {type(text).__name__}")
-    out = []
-    for w in _TOKEN.findall(text.lower()):
-        w = _POSSESSIVE.sub("", w)
-        if w and w not in STOPWORDS and _HAS_ALNUM.search(w):
-            out.append(_stem(w))
-    return out
+    text = text.lower()
+    return _terms(_ASCII_TOKEN.findall(text) if text.isascii() else _TOKEN.findall(text))
+
+
+def analyze_bag(text: str) -> list[str]:
+    """The terms of :func:`analyze` in an order of convenience (BM25 only counts them), found faster."""
+    if not isinstance(text, str):
+        raise TypeError(f"text to analyze must be a string, got {type(text).__name__}")
+    return _terms(_words_bag(text))
 
 
 def document_text(product: dict) -> str:
@@ -120,10 +159,14 @@ def lucene_norm_length(length: int) -> int:
 
 
 def _chunk_postings(docs: list[list[int]], first_doc: int):
-    """(term, doc, tf) triples of a few documents, sorted by term then doc, and their lengths."""
-    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-    flat = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(lengths.sum()))
-    local = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    """(term, doc, tf) triples of a few documents (term ids, -1 = no term), sorted by term then doc, and the
+    documents' lengths in terms."""
+    counts = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    flat = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(counts.sum()))
+    local = np.repeat(np.arange(len(docs), dtype=np.int64), counts)
+    keep = flat >= 0
+    flat, local = flat[keep], local[keep]
+    lengths = np.bincount(local, minlength=len(docs)).astype(np.int64)
     keys, tf = np.unique(flat * len(docs) + local, return_counts=True)
     return (keys // len(docs)).astype(np.int32), (keys % len(docs) + first_doc).astype(np.int32), \
         tf.astype(np.int32), lengths
@@ -152,11 +195,20 @@ def lucene_bm25_matrix(postings, lengths: np.ndarray, n_terms: int) -> dict:
 def build_index(products, chunk: int = 20_000) -> tuple[dict[str, int], dict]:
     """Vocabulary and Lucene BM25 matrix of a product sequence, built chunk by chunk to bound memory."""
     vocab: dict[str, int] = {}
-    postings, lengths = [], []
-    batch: list[list[int]] = []
-    first = 0
+    token_ids: dict[str, int] = {}  # raw token -> term id, or -1 when it indexes as nothing
+
+    def new_id(word: str) -> int:
+        t = _term(word)
+        i = token_ids[word] = vocab.setdefault(t, len(vocab)) if t else -1
+        return i
+
+    postings, lengths, batch, first = [], [], [], 0
     for p in products:
-        batch.append([vocab.setdefault(t, len(vocab)) for t in analyze(document_text(p))])
+        words = _words_bag(document_text(p))
+        ids = list(map(token_ids.get, words))
+        if None in ids:
+            ids = [i if i is not None else new_id(w) for i, w in zip(ids, words)]
+        batch.append(ids)
         if len(batch) == chunk:
             *triple, ln = _chunk_postings(batch, first)
             postings.append(triple)
@@ -228,7 +280,7 @@ class SearchEngine:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every product for ``query`` (catalogue order)."""
-        ids = [self.vocab[t] for t in analyze(query) if t in self.vocab]
+        ids = [self.vocab[t] for t in analyze_bag(query) if t in self.vocab]
         if not ids:
             return np.zeros(len(self.asins), dtype=np.float32)
         with self._lock:
