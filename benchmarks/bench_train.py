@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     setting = (f"{'forced training signal (see module docstring)' if args.force_signal else 'natural signal'}, "
                f"model {args.model}, env {args.env}, {args.tasks_per_step} tasks x G={args.group_size} per step, "
                f"turn budget {args.turn_budget}, max_new_tokens {args.max_new_tokens}, {args.steps} steps "
-               f"(table: mean of steps 2..{args.steps}), precision {args.precision}, torch threads {args.threads}, "
+               f"({'table: mean of steps 2..' + str(args.steps) if args.steps > 1 else 'one step, loading included'}), precision {args.precision}, torch threads {args.threads}, "
                f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     text = "\n".join([f"Command: `{cmd}`", "", setting, "", *lines, ""])
     print(text)
