@@ -340,6 +340,8 @@ def _chat_messages(messages: list[dict]) -> list[dict]:
 def export_chat_jsonl(run_dir: str | os.PathLike, out: str | os.PathLike, only_success: bool = False) -> int:
     """Write each stored episode as one chat example ``{"messages", "tools", ...metadata}`` (TRL / verl SFT format).
 
+    The conversation ends at the agent's last message; tool-call arguments are JSON objects.
+
     Returns the number of examples written. Records stored without a trajectory are skipped with a warning.
     """
     store = RunStore(run_dir)
@@ -354,7 +356,10 @@ def export_chat_jsonl(run_dir: str | os.PathLike, out: str | os.PathLike, only_s
             if not rec.trajectory:
                 skipped += 1
                 continue
-            msgs = rec.trajectory.get("messages") or _messages_from_turns(rec.trajectory)
+            msgs = list(rec.trajectory.get("messages") or _messages_from_turns(rec.trajectory))
+            # End on the agent's last message: what the env answered after it is no training target.
+            while msgs and msgs[-1].get("role") != "assistant":
+                msgs.pop()
             example = {
                 "messages": _chat_messages(msgs),
                 "tools": rec.trajectory.get("tools"),

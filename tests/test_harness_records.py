@@ -104,7 +104,7 @@ def _traj(task, success):
             {"role": "assistant", "content": "", "tool_calls": [
                 {"id": "c0", "type": "function", "function": {"name": "find", "arguments": '{"q": 1}'}}]},
             {"role": "tool", "tool_call_id": "c0", "content": "found"},
-            {"role": "assistant", "content": "done"}]
+            {"role": "assistant", "content": "done"}, {"role": "user", "content": "thanks ###STOP###"}]
     return Trajectory(env_id="toy/Env-v0", task_index=task, seed=7, split="test", messages=msgs,
                       tools=[{"type": "function", "function": {"name": "find", "parameters": {}}}],
                       turns=[Turn(index=0, action="a", observation="found"), Turn(index=1, action="done", observation="")],
@@ -121,6 +121,7 @@ def test_export_chat_jsonl(tmp_path):
         n = export_chat_jsonl(tmp_path / "r", tmp_path / "all.jsonl")
     rows = [json.loads(x) for x in (tmp_path / "all.jsonl").read_text().splitlines()]
     assert n == 2 and len(rows) == 2
+    # the user's closing message is cut: the example ends on the agent's last message
     assert [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
     assert rows[0]["messages"][2]["tool_calls"][0]["function"]["arguments"] == {"q": 1}
     assert rows[0]["tools"][0]["function"]["name"] == "find"
