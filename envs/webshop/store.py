@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import pickle
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -55,6 +56,7 @@ class PackedProducts(Sequence):
         self.starts, self.ends = starts, ends
         self.asins = asins
         self._recent: OrderedDict[int, dict] = OrderedDict()
+        self._lock = threading.Lock()  # envs in threads share one catalogue
 
     def __len__(self) -> int:
         return len(self.asins)
@@ -69,13 +71,16 @@ class PackedProducts(Sequence):
         if not -n <= i < n:
             raise IndexError(f"product index {i} out of range for {n} products")
         i %= n
-        p = self._recent.get(i)
-        if p is None:
-            p = self._recent[i] = self._decode(i)
+        with self._lock:
+            p = self._recent.get(i)
+            if p is not None:
+                self._recent.move_to_end(i)
+                return p
+        p = self._decode(i)
+        with self._lock:
+            p = self._recent.setdefault(i, p)  # a racing decode of the same product keeps one dict
             if len(self._recent) > DECODED_CACHE:
                 self._recent.popitem(last=False)
-        else:
-            self._recent.move_to_end(i)
         return p
 
     def __iter__(self) -> Iterator[dict]:
