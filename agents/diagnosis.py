@@ -38,9 +38,11 @@ class Diagnosis:
     valid: bool | None = None
     cause: str = ""
     corrected_action: str = ""
+    note: str = ""  # a free-text judgement (per-turn reflection mode)
 
     def is_empty(self) -> bool:
-        return self.necessary is None and self.valid is None and not self.cause and not self.corrected_action
+        return (self.necessary is None and self.valid is None and not self.cause and not self.corrected_action
+                and not self.note)
 
     def to_text(self) -> str:
         """Compact form placed in the teacher's privileged block."""
@@ -53,6 +55,8 @@ class Diagnosis:
             parts.append(f"problem: {self.cause.strip()}")
         if self.corrected_action.strip():
             parts.append(f"better action: {self.corrected_action.strip()}")
+        if self.note.strip():
+            parts.append(f"review: {self.note.strip()}")
         return "; ".join(parts) + "."
 
 
@@ -143,3 +147,21 @@ def parse_diagnoses(text: str, num_turns: int) -> ParseResult:
         else:
             res.diagnoses[d.turn] = d
     return res
+
+
+def parse_turn_review(text: str, turn: int, max_chars: int = 400) -> Diagnosis | None:
+    """A per-turn reflection's answer: a structured diagnosis if it wrote one, else its free text as a note.
+
+    The turn is known from the request, so a turn number in the answer is ignored. Empty answers give None.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"reflector output must be a str, got {type(text).__name__}")
+    res = parse_diagnoses(text, 10**6)
+    if res.diagnoses:
+        d = next(iter(res.diagnoses.values()))
+        d.turn = turn
+        return d
+    note = " ".join(text.split())
+    if not note.strip(" .,:;-"):
+        return None
+    return Diagnosis(turn=turn, note=note[:max_chars])

@@ -8,7 +8,7 @@ hero_gym/WebShop-v0, each method in its own process so its peak resident memory 
 allocated GPU memory) is its own. HERO's reflector is the model itself (as in training), so its reflection
 generation is included in its time. By default every method is made to train on every agent token (GRPO rewards
 tie-broken, Full-Demo falls back to the env's oracle demo, HERO's reflection gets a diagnosis of every turn
-appended) so the table compares the full cost of each loss; --natural turns that off. The first step of each
+appended in trajectory mode; per-turn free-text reviews need no help) so the table compares the full cost of each loss; --natural turns that off. The first step of each
 method is reported separately (it includes loading the catalogue and warming caches); the table shows the mean of
 the later steps (or the only step with --steps 1).
 """
@@ -87,8 +87,11 @@ def _one(args) -> dict:
         mc, kw = None, {}
         if args.force_signal:
             mc, kw = _forced_signal(args.one, kw)
+        if args.one == "hero":
+            from hero_gym.agents.hero import HEROConfig
+            mc = HEROConfig(reflect_mode=args.reflect_mode)
         trainer = make_trainer(cfg, mc, model=model, tokenizer=tok, **kw)
-        if args.force_signal and args.one == "hero":
+        if args.force_signal and args.one == "hero" and args.reflect_mode == "trajectory":
             trainer._reflector = _FilledReflector(trainer.policy)
         steps = []
         for _ in range(args.steps):
@@ -124,6 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--natural", dest="force_signal", action="store_false",
                    help="do not force a training signal (GRPO then skips zero-advantage batches, Full-Demo/HERO "
                         "skip trajectories without a demo/diagnosis, so their cost depends on the model's luck)")
+    p.add_argument("--reflect-mode", default="trajectory", choices=("trajectory", "per_turn"),
+                   help="HERO's reflection mode (per_turn reviews give free-text diagnoses, no filling needed)")
     p.add_argument("--out", help="write a Markdown table here")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one method in this process, print JSON
     args = p.parse_args(argv)

@@ -500,3 +500,30 @@ def test_failed_rollouts_are_counted_and_warned_about(tmp_path):
     with pytest.warns(RuntimeWarning, match="every rollout failed.*ZeroDivisionError"):
         [rec] = tr.train()
     assert rec["episode_errors"] == 4 and rec["loss_tokens"] == 0
+
+
+def test_hero_per_turn_reflection_asks_once_per_turn_and_uses_free_text(tmp_path):
+    asked = []
+
+    def review(messages, tools):
+        text = messages[0]["content"]
+        asked.append(text)
+        turn = int(text.split("Look at turn ")[1].split()[0])
+        return "" if turn == 2 else f"{SECRET} review of turn {turn}"
+
+    model, tok = tiny_model()
+    tr = make_trainer(config(tmp_path, "hero"), HEROConfig(reflect_mode="per_turn", topk=20), model=model,
+                      tokenizer=tok, rollout_fn=toy_rollout, reflector=CallablePolicy(review, name="reviewer"))
+    groups = tr.collect(0, 0)
+    items = tr.build_items(groups)
+    n_traj = sum(len(g) for g in groups)
+    assert len(asked) == 3 * n_traj  # one request per agent turn
+    assert {it.turn_index for it in items} == {0, 2}  # the empty review of turn 2 gives no diagnosis
+    for it in items:
+        block = tok.decode(it.teacher_ids)
+        assert f"{SECRET} review of turn {it.turn_index + 1}" in block
+        assert SECRET not in tok.decode(it.student_ids)
+    assert tr.counters["undiagnosed_turns"] == n_traj
+    with pytest.raises(ValueError, match="reflect_mode"):
+        make_trainer(config(tmp_path, "hero"), HEROConfig(reflect_mode="sometimes"), model=model, tokenizer=tok,
+                     rollout_fn=toy_rollout, reflector=CallablePolicy(review, name="reviewer"))

@@ -66,3 +66,14 @@ def test_to_text_is_compact_and_skips_empty_fields():
     text = Diagnosis(0, True, False, "wrong id", "click[b]").to_text()
     assert "INVALID" in text and "wrong id" in text and "click[b]" in text
     assert "problem" not in Diagnosis(0, True, True, "none").to_text()
+
+
+def test_turn_review_reads_structure_or_keeps_free_text():
+    from hero_gym.agents.diagnosis import parse_turn_review
+
+    d = parse_turn_review('{"turn": 9, "valid": false, "cause": "bad id"}', 2)
+    assert (d.turn, d.valid, d.cause) == (2, False, "bad id")  # the request fixes the turn, not the answer
+    d = parse_turn_review("  The click was   not needed;\n it should have searched again. ", 0)
+    assert d.note == "The click was not needed; it should have searched again." and "review:" in d.to_text()
+    assert parse_turn_review(" .. \n", 0) is None
+    assert len(parse_turn_review("x" * 5000, 0, max_chars=100).note) == 100
