@@ -81,10 +81,13 @@ def main(argv=None):
     specs = [EpisodeSpec(task_index=i, seed=1000 + i) for i in range(args.episodes)]
     env_kwargs = {"max_turns": args.max_turns}
     kw = dict(env_kwargs=env_kwargs, max_new_tokens=args.max_new_tokens, temperature=1.0)
+    load_before = os.getloadavg()[0]
     _rollout(args.env, policy, specs[:2], **kw)  # warm-up: env data, kernels
 
     batched = _summary(*_rollout(args.env, policy, specs, **kw))
+    print(f"batched: {batched}", file=sys.stderr)
     single = _summary(*_rollout(args.env, policy, specs, batch_size=1, **kw))
+    print(f"one at a time: {single}", file=sys.stderr)
 
     # engine vs raw generate: one greedy turn per episode, no early stop on either side
     stop_ids, policy.stop_ids = policy.stop_ids, set()
@@ -114,7 +117,9 @@ def main(argv=None):
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch "
         f"thread(s); {args.episodes} episodes, max_turns {args.max_turns}, max_new_tokens {args.max_new_tokens}, "
-        f"mean first prompt {prompt_len:.0f} tokens ({type(policy.tokenizer).__name__}, vocab {len(policy.tokenizer)}).",
+        f"mean first prompt {prompt_len:.0f} tokens ({type(policy.tokenizer).__name__}, vocab {len(policy.tokenizer)}). "
+        f"Load average (1 min) {load_before:.1f} before and {os.getloadavg()[0]:.1f} after: other processes share "
+        "the cores, so absolute speeds are low; the ratios are the point.",
         "",
         "| rollout | episodes/s | generated tokens/s | wall s | turns | env share of wall |",
         "|---|---|---|---|---|---|",
