@@ -88,6 +88,9 @@ class VLLMPolicy:
 
         `state_dict` maps Hugging Face parameter names to tensors (e.g. ``model.state_dict()``; merge LoRA
         adapters first). The prefix cache is reset because cached KV blocks were computed with the old weights.
+        With vLLM's V1 engine in multiprocess mode, ``LLM.apply_model`` ships the function to the workers, which
+        needs ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` (or ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` to keep the engine
+        in this process, as TRL's colocate mode does). Not exercised on this project's CPU machines.
         """
         items = list(state_dict.items())
         if hasattr(self.llm, "apply_model"):
