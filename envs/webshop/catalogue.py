@@ -6,8 +6,12 @@ price of a product listed with a range ("$a - $b") is drawn uniformly from ``ran
 order, where upstream draws it from the unseeded global RNG (so upstream prices differ from run to run).
 
 The raw file is read with ijson (a C JSON event parser), one product at a time, so the 5.5 GB full scrape never sits
-in memory as text. The prepared products, prices and title nouns are pickled under a cache key made of the
-inputs' paths, sizes and mtimes plus every parameter that changes the result.
+in memory as text. Big files (the full scrape) are built "packed": each prepared product is pickled into one blob
+file, two halves of the input on two cores (bulk.py), and served from a memory map (store.py). The prepared
+catalogue (products or blob offsets, prices, title nouns) is cached under a key made of the inputs' paths, sizes
+and mtimes plus every parameter that changes the result. Measured on a 1.18M-product, 4.7 GB synthetic file:
+cold build 99 s wall on 2 cores shared with other jobs (load ~6.5; 30 s + 21 s CPU in the two processes), cached
+reload 2.0-2.4 s, peak RSS 1.5 GB.
 """
 
 from __future__ import annotations
