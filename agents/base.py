@@ -28,6 +28,9 @@ from hero_gym.registry import get_spec
 from hero_gym.types import Trajectory
 
 METHODS = ("grpo", "sdpo", "full-demo", "hero")
+# Settings a resumed run must share with its checkpoint (others, like steps or eval settings, may change).
+RESUME_IDENTITY = ("env_id", "split", "model", "method", "turn_budget", "group_size", "tasks_per_step", "seed", "lora",
+                   "lora_r", "teacher")
 
 
 @dataclass
@@ -514,6 +517,12 @@ class Trainer:
         state, meta = load_checkpoint(directory)
         if meta.get("method") != self.method_name:
             raise ValueError(f"checkpoint in {directory} is a {meta.get('method')!r} run, not {self.method_name!r}")
+        stored = meta.get("train", {})
+        diffs = [f"{k}: stored {stored.get(k)!r}, asked {getattr(self.config, k)!r}" for k in RESUME_IDENTITY
+                 if k in stored and stored[k] != getattr(self.config, k)]
+        if diffs:
+            raise ValueError(f"checkpoint in {directory} belongs to another run ({'; '.join(diffs)}); "
+                             "use another out_dir or the original settings")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

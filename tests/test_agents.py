@@ -358,6 +358,13 @@ def test_resume_refuses_another_methods_checkpoint(tmp_path):
                      rollout_fn=toy_rollout, reflector=scripted_reflector())
 
 
+def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
+    build(tmp_path, "sdpo", cfg_kw={"steps": 1, "export_model": False}).train()
+    with pytest.raises(ValueError, match="turn_budget: stored 15, asked 4"):
+        build(tmp_path, "sdpo", cfg_kw={"steps": 2, "turn_budget": 4})
+    assert build(tmp_path, "sdpo", cfg_kw={"steps": 5, "eval_k": 3}).step == 1  # steps/eval may change
+
+
 def test_evaluation_writes_harness_records(tmp_path):
     from hero_gym.records import RunStore, load_frame
 
