@@ -157,11 +157,13 @@ def test_index_chunking_and_disk_cache_do_not_change_scores(cat, engine):
     from hero_gym.envs.webshop.search import build_index
 
     fresh = SearchEngine(cat, use_cache=False)
-    vocab, small_chunks = build_index(cat.products[:300], chunk=7)
-    vocab1, one_chunk = build_index(cat.products[:300], chunk=10_000)
-    assert vocab == vocab1
+    vocab, small_chunks = build_index(cat.products[:300], chunk=7, workers=1)
+    vocab1, one_chunk = build_index(cat.products[:300], chunk=10_000, workers=1)
+    vocab2, two_procs = build_index(cat.products[:300], chunk=7, workers=2)
+    assert vocab == vocab1 == vocab2 and list(vocab2.items()) == list(vocab.items())
     for name in ("data", "indices", "indptr"):
         assert np.array_equal(small_chunks[name], one_chunk[name])
+        assert np.array_equal(small_chunks[name], two_procs[name])
     folder = cat.cache_path("search", 1)
     assert folder is not None and (folder / "data.npy").is_file()
     reloaded = SearchEngine(cat)  # served from the memory-mapped files

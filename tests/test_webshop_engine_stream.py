@@ -212,3 +212,16 @@ def test_range_reader():
         assert _io.BufferedReader(r, 7).read() == b"<<" + data[5:40] + b">>"
     with RangeReader(path, 5, 40) as r:
         assert r.read(0) == b"" and r.read() == data[5:40]  # a zero-size probe must not end the range
+
+
+def test_index_of_a_packed_catalogue_in_two_processes(files, tmp_path):
+    import numpy as np
+
+    from hero_gym.envs.webshop.search import SearchEngine, build_index
+
+    cat = _load(files, tmp_path, use_cache=False, packed=True)
+    v1, m1 = build_index(cat.products, chunk=100, workers=1)
+    v2, m2 = build_index(cat.products, chunk=100, workers=2)
+    assert v1 == v2 and all(np.array_equal(m1[k], m2[k]) for k in ("data", "indices", "indptr"))
+    hits = SearchEngine(cat).search(cat.products[3]["Title"])
+    assert cat.products.asins[3] in hits[:5]

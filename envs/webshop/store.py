@@ -61,7 +61,8 @@ class PackedProducts(Sequence):
     def __len__(self) -> int:
         return len(self.asins)
 
-    def _decode(self, i: int) -> dict:
+    def decode(self, i: int) -> dict:
+        """Product ``i`` freshly unpickled (no caching; for full passes)."""
         return pickle.loads(self.buffer[int(self.starts[i]):int(self.ends[i])])
 
     def __getitem__(self, i):
@@ -76,7 +77,7 @@ class PackedProducts(Sequence):
             if p is not None:
                 self._recent.move_to_end(i)
                 return p
-        p = self._decode(i)
+        p = self.decode(i)
         with self._lock:
             p = self._recent.setdefault(i, p)  # a racing decode of the same product keeps one dict
             if len(self._recent) > DECODED_CACHE:
@@ -86,7 +87,7 @@ class PackedProducts(Sequence):
     def __iter__(self) -> Iterator[dict]:
         # A full pass decodes afresh instead of churning the recent-products cache.
         for i in range(len(self)):
-            yield self._decode(i)
+            yield self.decode(i)
 
 
 class PackedIndex(Mapping):
