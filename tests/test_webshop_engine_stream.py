@@ -223,5 +223,10 @@ def test_index_of_a_packed_catalogue_in_two_processes(files, tmp_path):
     v1, m1 = build_index(cat.products, chunk=100, workers=1)
     v2, m2 = build_index(cat.products, chunk=100, workers=2)
     assert v1 == v2 and all(np.array_equal(m1[k], m2[k]) for k in ("data", "indices", "indptr"))
-    hits = SearchEngine(cat).search(cat.products[3]["Title"])
-    assert cat.products.asins[3] in hits[:5]
+    engine = SearchEngine(cat)
+    title = cat.products[3]["Title"]
+    hits, scores = engine.search(title), engine.scores(title)
+    pos = {a: i for i, a in enumerate(cat.products.asins)}
+    ranked = [float(scores[pos[a]]) for a in hits]
+    assert len(hits) == 50 and ranked == sorted(ranked, reverse=True)
+    assert scores[3] > 0 and ranked[-1] >= np.sort(scores)[-50]
