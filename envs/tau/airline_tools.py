@@ -29,12 +29,11 @@ import copy
 import json
 from typing import Any
 
+from hero_gym.envs.tau import tau2_schemas
 from hero_gym.envs.tau.common_tools import (
     Tool,
     ToolError,
     calculate_v1,
-    function_schema,
-    tau2_schemas,
     think,
     tool,
     transfer_to_human_agents,
@@ -329,32 +328,11 @@ def tools(version: str = "v1") -> dict[str, Tool]:
     raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
 
 
-_TAU2_DESCRIPTIONS = {
-    "get_reservation_details": "Get the details of a reservation.",
-    "get_user_details": "Get the details of a user, including their reservations.",
-    "list_all_airports": "Returns a list of all available airports, each with its IATA code and city.",
-    "search_direct_flight": "Search for direct flights between two cities on a specific date.",
-    "search_onestop_flight": "Search for one-stop flights between two cities on a specific date.",
-    "transfer_to_human_agents": (
-        "Transfer the user to a human agent, with a summary of the user's issue. Only transfer if the user "
-        "explicitly asks for a human agent, or if, given the policy and the available tools, you cannot solve "
-        "the user's issue."
-    ),
-}
-_GET_FLIGHT_STATUS = function_schema(
-    "get_flight_status",
-    "Get the status of a flight on a given date.",
-    {
-        "flight_number": ("string", "The flight number, such as 'HAT001'."),
-        "date": ("string", "The date of the flight in the format 'YYYY-MM-DD', such as '2024-05-01'."),
-    },
-)
-
-
 def schemas(version: str = "v1") -> list[dict]:
-    """OpenAI function schemas of the tools of `version`: v1 exactly as upstream exports them; tau2 written here."""
+    """OpenAI function schemas of the tools of `version`: v1 exactly as upstream exports them (its tools.json); tau2
+    from the package's own ``tau2_schemas.py``, so the tau2 envs need no v1 data file."""
     if version == "v1":
         return v1_schemas("airline")
     if version == "tau2":
-        return tau2_schemas("airline", drop={"think"}, add=[_GET_FLIGHT_STATUS], descriptions=_TAU2_DESCRIPTIONS)
+        return tau2_schemas.schemas("airline")
     raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")

@@ -139,9 +139,11 @@ class RandomToolPolicy:
         env_id = context.get("env_id") or self.env_id
         if env_id:
             domain, version, _ = _env_facts(env_id)
-        else:  # no context: tell the domain from the tools offered
+        else:  # no context: tell the domain and version from the tools offered
             names = {t.get("function", t).get("name") for t in tools}
-            domain, version = ("airline" if "get_reservation_details" in names else "retail"), "v1"
+            domain = "airline" if "get_reservation_details" in names else "retail"
+            # only tau2 has get_item_details / get_flight_status; reading v1 tables for it would need v1 data
+            version = "tau2" if names & {"get_item_details", "get_flight_status"} else "v1"
         key = (domain, version)
         if key not in self._pools:
             self._pools[key] = _value_pools(domain, version)

@@ -1,5 +1,6 @@
 """Pieces the retail and airline TauBench tool tables share: the error convention, `calculate`, `think`,
-`transfer_to_human_agents`, the tau2 key folding, and the loading of the v1 tool schemas.
+`transfer_to_human_agents`, the tau2 key folding, and the loading of the v1 tool schemas (the tau2 schemas are
+package data, in ``tau2_schemas.py``).
 
 Error convention: a tool body raises :class:`ToolError` for a domain error ("order not found"); the :func:`tool`
 decorator turns it into the observation string ``"Error: <message>"`` that upstream returns (v1) or that upstream's
@@ -161,32 +162,3 @@ def v1_schemas(domain: str) -> list[dict]:
     import copy
 
     return copy.deepcopy(load_json("tau-v1", f"tau/v1/{domain}/tools.json"))
-
-
-def tau2_schemas(
-    domain: str, drop: set[str], add: list[dict], descriptions: dict[str, str]
-) -> list[dict]:
-    """tau2 schemas built from v1's: tools dropped, tools added, some descriptions reworded; sorted by name."""
-    out = [s for s in v1_schemas(domain) if s["function"]["name"] not in drop]
-    for s in out:
-        new = descriptions.get(s["function"]["name"])
-        if new is not None:
-            s["function"]["description"] = new
-    out += add
-    return sorted(out, key=lambda s: s["function"]["name"])
-
-
-def function_schema(name: str, description: str, params: dict[str, tuple[str, str]]) -> dict:
-    """An OpenAI function schema with required string/number parameters: params = {name: (type, description)}."""
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": {p: {"type": t, "description": d} for p, (t, d) in params.items()},
-                "required": list(params),
-            },
-        },
-    }

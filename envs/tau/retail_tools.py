@@ -24,12 +24,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hero_gym.envs.tau import tau2_schemas
 from hero_gym.envs.tau.common_tools import (
     Tool,
     ToolError,
     calculate_v1,
-    function_schema,
-    tau2_schemas,
     think,
     tool,
     transfer_to_human_agents,
@@ -321,25 +320,11 @@ def tools(version: str = "v1") -> dict[str, Tool]:
     raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
 
 
-_TAU2_DESCRIPTIONS = {
-    "get_user_details": "Get the details of a user, including their orders.",
-    "transfer_to_human_agents": (
-        "Transfer the user to a human agent, with a summary of the user's issue. Only transfer if the user "
-        "explicitly asks for a human agent, or if, given the policy and the available tools, you cannot solve "
-        "the user's issue."
-    ),
-}
-_GET_ITEM_DETAILS = function_schema(
-    "get_item_details",
-    "Get the inventory details of an item (one variant of a product).",
-    {"item_id": ("string", "The item id, such as '6086499569'. Be careful the item id is different from the product id.")},
-)
-
-
 def schemas(version: str = "v1") -> list[dict]:
-    """OpenAI function schemas of the tools of `version`: v1 exactly as upstream exports them; tau2 written here."""
+    """OpenAI function schemas of the tools of `version`: v1 exactly as upstream exports them (its tools.json); tau2
+    from the package's own ``tau2_schemas.py``, so the tau2 envs need no v1 data file."""
     if version == "v1":
         return v1_schemas("retail")
     if version == "tau2":
-        return tau2_schemas("retail", drop={"think"}, add=[_GET_ITEM_DETAILS], descriptions=_TAU2_DESCRIPTIONS)
+        return tau2_schemas.schemas("retail")
     raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
