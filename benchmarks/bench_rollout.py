@@ -5,7 +5,8 @@ share of wall time spent in the env.
     python -m hero_gym.benchmarks.bench_rollout --model smollm2 --episodes 8 --max-turns 3 --out results/bench_rollout.md
 
 Three measurements on the same env and episodes:
-1. run_episodes with all episodes in one batch vs batch_size=1 (episodes/s, generated tokens/s);
+1. run_episodes with all episodes in one batch vs batch_size=1 (episodes/s, generated tokens/s), and batched with
+   HFPolicy's prefix KV cache (each turn runs only its new tokens);
 2. single-turn greedy episodes through run_episodes vs `model.generate` on the same prompt ids in the same
    batches (both generate exactly the same number of tokens), i.e. what the engine adds on top of decoding;
 3. env time as a fraction of wall time in (1).
@@ -69,6 +70,9 @@ def main(argv=None):
     ap.add_argument("--max-turns", type=int, default=3)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    ap.add_argument("--prefix-cache-mb", type=float, default=256,
+                    help="also run the batched rollout with HFPolicy(prefix_cache_mb=...) (0: skip)")
+    ap.add_argument("--skip-raw", action="store_true", help="skip the comparison with model.generate")
     ap.add_argument("--out", default=None, help="also write the markdown report here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -88,6 +92,14 @@ def main(argv=None):
     print(f"batched: {batched}", file=sys.stderr)
     single = _summary(*_rollout(args.env, policy, specs, batch_size=1, **kw))
     print(f"one at a time: {single}", file=sys.stderr)
+    cached = None
+    if args.prefix_cache_mb > 0:
+        cached_policy = HFPolicy(policy.model, policy.tokenizer, batch_size=args.episodes,
+                                 prefix_cache_mb=args.prefix_cache_mb)
+        cached_trajs, cached_wall = _rollout(args.env, cached_policy, specs, **kw)
+        cached = _summary(cached_trajs, cached_wall)
+        reused = cached_policy.prefix_cache.reused_tokens
+        print(f"batched + prefix cache: {cached}", file=sys.stderr)
 
     # engine vs raw generate: one greedy turn per episode, no early stop on either side
     stop_ids, policy.stop_ids = policy.stop_ids, set()
@@ -95,7 +107,8 @@ def main(argv=None):
         one_turn, t_engine = _rollout(args.env, policy, specs, env_kwargs={"max_turns": 1},
                                       max_new_tokens=args.max_new_tokens, temperature=0.0)
         prompts = [t.prompt_token_ids for t in one_turn]
-        raw_tokens, t_raw = _raw_generate(policy, prompts, args.max_new_tokens, args.episodes)
+        raw_tokens, t_raw = (0, float("nan")) if args.skip_raw else \
+            _raw_generate(policy, prompts, args.max_new_tokens, args.episodes)
     finally:
         policy.stop_ids = stop_ids
     engine_tokens = sum(t.tokens_out for t in one_turn)
@@ -124,12 +137,16 @@ def main(argv=None):
         "| rollout | episodes/s | generated tokens/s | wall s | turns | env share of wall |",
         "|---|---|---|---|---|---|",
     ]
-    for name, r in (("batched (all live episodes in one generate call)", batched), ("one episode at a time", single)):
+    rows = [("batched (all live episodes in one generate call)", batched), ("one episode at a time", single)]
+    if cached is not None:
+        rows.append((f"batched + prefix KV cache ({args.prefix_cache_mb:g} MB; {reused} prompt tokens reused)", cached))
+    for name, r in rows:
         lines.append(f"| {name} | {r['episodes/s']:.2f} | {r['tokens/s']:.1f} | {r['wall_s']:.2f} | {r['turns']} | "
                      f"{100 * r['env_share']:.2f}% |")
     lines += [
         "",
-        f"Batched / one-at-a-time speed-up: **{batched['tokens/s'] / single['tokens/s']:.2f}x** tokens/s.",
+        f"Batched / one-at-a-time speed-up: **{batched['tokens/s'] / single['tokens/s']:.2f}x** tokens/s."
+        + (f" Prefix KV cache / batched: **{batched['wall_s'] / cached['wall_s']:.2f}x**." if cached else ""),
         "",
         "Engine overhead against raw `model.generate` (one greedy turn per episode, same prompt ids, same batches, "
         f"{args.max_new_tokens} tokens each, no early stop):",

@@ -329,3 +329,48 @@ def test_tiny_model_on_webshop(tiny_policy):
 def test_a_prompt_too_long_for_the_model_is_an_episode_error(tiny_policy):
     (traj,) = run_episodes("hero_gym/TauRetail-v0", tiny_policy, [EpisodeSpec(0, seed=1)], max_new_tokens=8)
     assert traj.termination_reason == "error" and "does not fit the model's context of 4096" in traj.error
+
+
+# ----- reuse of keys/values across turns ---------------------------------------------------------------------
+
+def test_prefix_cache_gives_the_same_rollouts_and_reuses_tokens(tiny_policy):
+    model, tok = tiny_policy.model, tiny_policy.tokenizer
+    cached = HFPolicy(model, tok, batch_size=3, prefix_cache_mb=64)
+    specs = _specs(5)
+    plain = run_episodes(guess_env, tiny_policy, specs, max_new_tokens=8, env_kwargs={"max_turns": 4})
+    fast = run_episodes(guess_env, cached, specs, max_new_tokens=8, env_kwargs={"max_turns": 4})
+    for a, b in zip(plain, fast):
+        assert a.token_ids() == b.token_ids()
+        for ta, tb in zip(a.turns, b.turns):
+            assert ta.action_logprobs == pytest.approx(tb.action_logprobs, abs=1e-4)
+    kv = cached.prefix_cache
+    assert kv.hits == 5 * 3 and kv.misses == 5  # every turn after the first reuses its conversation
+    first_turn_prompts = sum(len(t.prompt_token_ids) for t in fast)
+    assert kv.reused_tokens > first_turn_prompts
+    assert 0 < kv.bytes <= kv.max_bytes and len(kv.entries) == 5
+
+
+def test_prefix_cache_is_dropped_when_weights_change(tiny_policy):
+    model, tok = tiny_model()
+    cached = HFPolicy(model, tok, prefix_cache_mb=64)
+    run_episodes(guess_env, cached, _specs(2), max_new_tokens=4, env_kwargs={"max_turns": 2})
+    assert cached.prefix_cache.entries
+    with torch.no_grad():
+        model.model.norm.weight.mul_(2.0)  # what an optimizer step does: an in-place update
+    ids = chat.prompt_ids(tok, [{"role": "user", "content": "x"}])
+    cached.generate([ChatRequest([], prompt_token_ids=ids, max_new_tokens=2, seed=0)])
+    assert len(cached.prefix_cache.entries) == 1 and cached.prefix_cache.misses == 3
+
+
+def test_prefix_cache_budget_and_bad_models(tiny_policy):
+    from hero_gym.policies.kv_cache import PrefixKVCache
+
+    small = HFPolicy(tiny_policy.model, tiny_policy.tokenizer, prefix_cache_mb=0.05)
+    run_episodes(guess_env, small, _specs(4), max_new_tokens=8, env_kwargs={"max_turns": 2})
+    assert small.prefix_cache.bytes <= small.prefix_cache.max_bytes
+    with pytest.raises(ValueError, match="max_mb"):
+        PrefixKVCache(-1)
+    model, tok = tiny_model()
+    model.config.layer_types = ["sliding_attention"] * model.config.num_hidden_layers
+    with pytest.raises(ValueError, match="full attention"):
+        HFPolicy(model, tok, prefix_cache_mb=8)

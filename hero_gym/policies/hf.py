@@ -42,9 +42,13 @@ class HFPolicy:
         dtype: weights dtype when loading from a spec.
         batch_size: micro-batch size for decoding.
         name: label for records (default: the spec or the model's class name).
+        prefix_cache_mb: > 0 keeps up to this many MB of attention keys/values per conversation so the next turn
+            only runs its new tokens (see hero_gym.policies.kv_cache; off by default). Outputs match a full
+            re-read up to floating-point rounding.
     """
 
-    def __init__(self, model_or_path, tokenizer=None, device=None, dtype=None, batch_size: int = 8, name=None):
+    def __init__(self, model_or_path, tokenizer=None, device=None, dtype=None, batch_size: int = 8, name=None,
+                 prefix_cache_mb: float = 0):
         if isinstance(model_or_path, (str, os.PathLike)):
             from hero_gym.policies.models import load_model
 
@@ -74,6 +78,14 @@ class HFPolicy:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         params = inspect.signature(base.forward).parameters
         self._cache_kw = "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+        self.prefix_cache = None
+        if prefix_cache_mb:
+            from hero_gym.policies.kv_cache import PrefixKVCache, supports_prefix_cache
+
+            if not supports_prefix_cache(base):
+                raise ValueError(f"prefix_cache_mb needs a model with full attention in every layer; "
+                                 f"{type(base).__name__} uses sliding windows or other layer types")
+            self.prefix_cache = PrefixKVCache(prefix_cache_mb)
 
     @property
     def device(self) -> torch.device:
@@ -141,14 +153,27 @@ class HFPolicy:
     def _decode(self, chunk) -> list[Generation]:
         device = self.device
         n = len(chunk)
-        width = max(len(ids) for _, ids, _, _ in chunk)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((n, width), dtype=torch.long)
+        kv = self.prefix_cache
+        if kv is not None:
+            kv.check_weights(self.model)
+        hits = [kv.lookup(ids) for _, ids, _, _ in chunk] if kv is not None else [(None, 0)] * n
+        # Layout of the first forward: [reused keys, left-padded to width C] + [new ids, left-padded to width S].
+        reuse = [c for _, c in hits]
+        new = [len(ids) - c for (_, ids, _, _), c in zip(chunk, reuse)]
+        C, S = max(reuse), max(new)
+        input_ids = torch.full((n, S), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((n, C + S), dtype=torch.long)
+        positions = torch.zeros((n, S), dtype=torch.long)
         for r, (_, ids, _, _) in enumerate(chunk):
-            input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attn[r, width - len(ids):] = 1
-        input_ids, attn = input_ids.to(device), attn.to(device)
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+            c, m = reuse[r], new[r]
+            input_ids[r, S - m:] = torch.tensor(ids[c:], dtype=torch.long)
+            attn[r, C - c:C] = 1
+            attn[r, C + S - m:] = 1
+            positions[r, S - m:] = torch.arange(c, c + m)
+        input_ids, attn, positions = input_ids.to(device), attn.to(device), positions.to(device)
+        first_kwargs = {"logits_to_keep": 1}
+        if C > 0:
+            first_kwargs[self._cache_kw] = self._reused_cache(hits, C)
         gens = []
         for _, _, _, req in chunk:
             if req.temperature is None or req.temperature <= 0:
@@ -164,7 +189,8 @@ class HFPolicy:
         self.model.eval()
         try:
             out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                             logits_to_keep=1)
+                             **first_kwargs)
+            fed = 0  # decode steps run after the first forward (each fed one token per row)
             for step in range(steps):
                 logits = out.logits[:, -1, :].float()
                 logprobs = torch.log_softmax(logits, dim=-1)
@@ -193,6 +219,9 @@ class HFPolicy:
                     cache = out.past_key_values
                 out = self.model(input_ids=step_ids, attention_mask=attn, position_ids=positions,
                                  use_cache=True, **{self._cache_kw: cache})
+                fed += 1
+            if kv is not None:
+                self._keep(out, chunk, hits, tokens, C, S, fed)
         finally:
             if was_training:
                 self.model.train()
@@ -205,6 +234,41 @@ class HFPolicy:
             result.append(Generation(text=text, token_ids=tokens[r], logprobs=logps[r], prompt_token_ids=list(ids),
                                      finish_reason=finish[r] or "length"))
         return result
+
+    def _reused_cache(self, hits, width: int):
+        """A batch cache with each row's reused keys/values right-aligned in `width` positions."""
+        from hero_gym.policies.kv_cache import make_cache
+
+        rows = [self.prefix_cache.get(key, c) if key is not None else None for key, c in hits]
+        template = next(r for r in rows if r is not None)
+        layers = []
+        for li, (k0, v0) in enumerate(template):
+            k = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[3]))
+            v = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[3]))
+            for r, row in enumerate(rows):
+                if row is not None:
+                    c = row[li][0].shape[2]
+                    k[r, :, width - c:] = row[li][0][0]
+                    v[r, :, width - c:] = row[li][1][0]
+            layers.append((k, v))
+        return make_cache(layers, self.model.config)
+
+    def _keep(self, out, chunk, hits, tokens, C: int, S: int, fed: int) -> None:
+        """Store each row's keys/values for the ids it fed through the model (prompt + generated so far)."""
+        from hero_gym.policies.kv_cache import layer_kv
+
+        cache = getattr(out, "cache", None)
+        if cache is None:
+            cache = out.past_key_values
+        layers = layer_kv(cache)
+        for r, (_, ids, _, _) in enumerate(chunk):
+            c, m = hits[r][1], len(ids) - hits[r][1]
+            k_fed = min(len(tokens[r]), fed)
+            index = torch.cat([torch.arange(C - c, C), torch.arange(C + S - m, C + S + k_fed)]).to(layers[0][0].device)
+            rows = [(k[r:r + 1].index_select(2, index), v[r:r + 1].index_select(2, index)) for k, v in layers]
+            if hits[r][0] is not None:
+                self.prefix_cache.discard(hits[r][0])  # superseded by the longer entry
+            self.prefix_cache.store(tuple(ids) + tuple(tokens[r][:k_fed]), rows)
 
     def _hit_stop(self, ids: list[int], stops: list[str]) -> bool:
         tail = self.tokenizer.decode(ids[-64:], skip_special_tokens=False)
