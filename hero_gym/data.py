@@ -3,6 +3,12 @@
 A dataset is a manifest in ``hero_gym/manifests/<name>.json`` listing files relative to the data directory (the
 layout of ``shared/data``: ``tau/v1/retail/users.json``, ``webshop/items_shuffle_1000.json``…). The data
 directory is ``$HERO_GYM_DATA`` if set, else ``~/.cache/hero_gym/data``. Files are verified once per process.
+
+An entry whose full sha256 is not known has ``"sha256": null`` (never a guessed value) and is *unpinned*: it must
+give its size in ``bytes`` and may give the known ends of its digest (``sha256_prefix``/``sha256_suffix``, e.g.
+from a published manifest that prints them shortened). Such a file is accepted when its size and those digits
+match; reading it emits an :class:`UnpinnedDataWarning`, and ``hero-gym data verify`` lists it as unpinned with
+the sha256 it computed.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,6 +28,14 @@ ENV_VAR = "HERO_GYM_DATA"
 
 class DataError(FileNotFoundError):
     """A data file is missing or does not match its pinned checksum; the message says how to fix it."""
+
+
+class MissingDataError(DataError):
+    """A data file is not present at all (as opposed to present with the wrong contents)."""
+
+
+class UnpinnedDataWarning(UserWarning):
+    """A data file was accepted on its size and partial sha256 only: the manifest has no full checksum for it."""
 
 
 def data_dir() -> Path:
@@ -55,6 +70,54 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def is_pinned(entry: dict) -> bool:
+    """Whether the manifest entry carries a full sha256 (otherwise it is checked by size and partial digest)."""
+    return bool(entry.get("sha256"))
+
+
+def expected_digest(entry: dict) -> str:
+    """The sha256 an entry expects, for messages: the full digest, or the known ends joined by '…'."""
+    if is_pinned(entry):
+        return entry["sha256"]
+    prefix, suffix = entry.get("sha256_prefix", ""), entry.get("sha256_suffix", "")
+    return f"{prefix}…{suffix}" if prefix or suffix else "(not known)"
+
+
+def _html_hint(file: Path) -> str:
+    with open(file, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return " (the server sent an HTML page instead of the file, e.g. a Google Drive quota or confirmation page)"
+    return ""
+
+
+def check_file(entry: dict, file: Path, where: str | None = None, digest: str | None = None
+               ) -> tuple[str | None, str | None]:
+    """(problem, sha256) for `file` against manifest `entry`: problem is None when it matches.
+
+    A pinned entry is compared on its full sha256. An unpinned one is compared on ``bytes`` first (no hashing when
+    the size is wrong), then on ``sha256_prefix``/``sha256_suffix``. `digest` is a sha256 already computed for
+    `file`; the returned sha256 is None only when it was not needed. `where` names the file in the message.
+    """
+    where = where or str(file)
+    if not is_pinned(entry):
+        size, want = file.stat().st_size, entry.get("bytes")
+        if want is None:
+            raise DataError(f"manifest entry {entry['path']} has neither a sha256 nor a size; it cannot be checked")
+        if size != want:
+            return f"size mismatch for {where}: expected {want} bytes, got {size}{_html_hint(file)}", None
+    digest = digest or sha256_file(file)
+    if is_pinned(entry):
+        ok = digest == entry["sha256"]
+    else:
+        ok = digest.startswith(entry.get("sha256_prefix", "")) and digest.endswith(entry.get("sha256_suffix", ""))
+    if ok:
+        return None, digest
+    known = "" if is_pinned(entry) else " (only these digits are known)"
+    return f"checksum mismatch for {where}: expected sha256 {expected_digest(entry)}{known}, got {digest}" \
+           f"{_html_hint(file)}", digest
+
+
 _verified: dict[tuple[str, int, int], str] = {}
 
 
@@ -66,7 +129,9 @@ def _fix_hint(dataset: str) -> str:
 
 
 def path(dataset: str, relpath: str, *, verify: bool = True) -> Path:
-    """Absolute path of a dataset file, checked against its pinned sha256. Raises :class:`DataError`."""
+    """Absolute path of a dataset file, checked against its pinned sha256. Raises :class:`DataError`
+    (:class:`MissingDataError` when the file is absent). An unpinned file is checked by size and partial sha256 and
+    emits an :class:`UnpinnedDataWarning`."""
     entry = manifest(dataset)["by_path"].get(relpath)
     if entry is None:
         raise ValueError(f"{relpath!r} is not a file of dataset {dataset!r}")
@@ -74,18 +139,19 @@ def path(dataset: str, relpath: str, *, verify: bool = True) -> Path:
         if candidate.is_file():
             break
     else:
-        raise DataError(
+        raise MissingDataError(
             f"missing data file {relpath} of dataset {dataset!r} (looked in {data_dir()}); {_fix_hint(dataset)}"
         )
     if verify:
         st = candidate.stat()
         key = (str(candidate), st.st_size, st.st_mtime_ns)
-        digest = _verified.get(key) or sha256_file(candidate)
-        if digest != entry["sha256"]:
-            raise DataError(
-                f"checksum mismatch for {candidate}: expected sha256 {entry['sha256']}, got {digest} "
-                f"(the file is corrupted or a different version); {_fix_hint(dataset)}"
-            )
+        problem, digest = check_file(entry, candidate, digest=_verified.get(key))
+        if problem:
+            raise DataError(f"{problem} (the file is corrupted or a different version); {_fix_hint(dataset)}")
+        if key not in _verified and not is_pinned(entry):
+            warnings.warn(f"{candidate} of dataset {dataset!r} is unpinned: the manifest has no full sha256 for it, "
+                          f"so it was accepted on its size and sha256 {expected_digest(entry)} (computed: {digest})",
+                          UnpinnedDataWarning, stacklevel=2)
         _verified[key] = digest
     return candidate
 

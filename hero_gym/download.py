@@ -17,6 +17,13 @@ different bytes) and ``items_human_ins_subset_1k.json`` an extract, so no public
 mirror of a data directory (``--base-url``, fetched as ``<base-url>/<path>``) or are copied in by hand; the
 manifest notes name the upstream originals and their checksums.
 
+WebShop's full catalogue (``webshop-full``): ``items_human_ins.json`` is pinned (sha256) at a WebShop commit; the two
+big files ``items_shuffle.json`` (5.48 GB) and ``items_ins_v2.json`` (186 MB) are published only on Google Drive and
+their full sha256 is not known, so their entries are unpinned (``"sha256": null``, see :mod:`hero_gym.data`): a
+download is accepted when the size and the known ends of the digest match, and is reported as unpinned with the
+sha256 it computed. A Google Drive URL names its file in the query, not the path, so with ``--base-url`` such a
+file is fetched as ``<base-url>/<path>``, like a file without a URL.
+
 Derived JSON is written as ``json.dumps(obj, indent=2)`` without a trailing newline, which reproduces the pinned
 bytes. Every file is hashed before it is moved into place (temp file in the target folder, then an atomic rename),
 so a failed or corrupted download never leaves a file that looks valid.
@@ -36,7 +43,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hero_gym.data import DataError, data_dir, list_datasets, manifest, sha256_file
+from hero_gym.data import DataError, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
 
 TIMEOUT_S = 60
 _USER_AGENT = "hero-gym-data/0.1"
@@ -50,6 +57,11 @@ def _mirror(url: str, base_url: str | None) -> str:
     if not base_url:
         return url
     return base_url.rstrip("/") + urllib.parse.urlsplit(url).path
+
+
+def _named_by_query(url: str) -> bool:
+    """Whether `url` identifies its file by the query (Google Drive's ``download?id=...``) rather than the path."""
+    return bool(urllib.parse.urlsplit(url).query)
 
 
 def _open(url: str, what: str):
@@ -213,28 +225,33 @@ def _derive(entry: dict, url: str) -> bytes:
 # ---------------------------------------------------------------------------------------------- download
 
 
-def _place(final: Path, entry: dict, write) -> None:
-    """Run `write(tmp_path)`, check the sha256 of what it wrote, then atomically move it to `final`."""
+def _place(final: Path, entry: dict, write) -> str:
+    """Run `write(tmp_path)`, check what it wrote against `entry` (sha256, or size and partial sha256 when
+    unpinned), then atomically move it to `final`. Returns the sha256 of the file."""
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        got = sha256_file(tmp)
-        if got != entry["sha256"]:
-            raise DataError(f"checksum mismatch for downloaded {entry['path']}: expected sha256 {entry['sha256']}, "
-                            f"got {got}; the source changed or the download was corrupted, nothing was written")
+        problem, got = check_file(entry, tmp, where=f"downloaded {entry['path']}")
+        if problem:
+            raise DataError(f"{problem}; the source changed or the download was corrupted, nothing was written")
         os.replace(tmp, final)
+        return got
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _source_url(entry: dict, base_url: str | None) -> str:
-    if entry.get("url"):
+    if entry.get("url") and not (base_url and _named_by_query(entry["url"])):
         return _mirror(entry["url"], base_url)
-    # files with no public upstream copy can come from a mirror of a data directory
+    # files with no public upstream copy (or whose URL has no path to keep) come from a mirror of a data directory
     return f"{base_url.rstrip('/')}/{entry['path']}"
+
+
+def _valid(entry: dict, file: Path) -> bool:
+    return file.is_file() and check_file(entry, file)[0] is None
 
 
 def download(dataset: str | dict, dest: str | Path | None = None, base_url: str | None = None, *,
@@ -242,7 +259,9 @@ def download(dataset: str | dict, dest: str | Path | None = None, base_url: str 
     """Fetch every file of `dataset` into `dest` (default: the data directory), checked against its sha256.
 
     Files already present with the right checksum are kept unless `force`. `dataset` is a manifest name or a
-    manifest dict. `base_url` replaces the scheme and host of every pinned URL (a mirror keeping upstream paths).
+    manifest dict. `base_url` replaces the scheme and host of every pinned URL (a mirror keeping upstream paths);
+    files without a URL, or whose URL names them in its query (Google Drive), are fetched as `<base_url>/<path>`.
+    Unpinned entries (``"sha256": null``) are checked by size and partial sha256 and logged as unpinned.
     Returns the paths written. Raises :class:`DataError` at the first failure; files placed before it stay.
     """
     m = manifest(dataset) if isinstance(dataset, str) else dataset
@@ -250,18 +269,21 @@ def download(dataset: str | dict, dest: str | Path | None = None, base_url: str 
     written, unavailable = [], []
     for entry in m["files"]:
         final = root / entry["path"]
-        if not force and final.is_file() and sha256_file(final) == entry["sha256"]:
+        if not force and _valid(entry, final):
             continue
         if not entry.get("url") and not base_url:
             unavailable.append(entry)  # reported once the files that can be fetched are in place
             continue
         url = _source_url(entry, base_url)
         if log:
-            log(f"{entry['path']} <- {url}")
+            size = f" ({entry['bytes'] / 1e6:,.1f} MB)" if entry.get("bytes") else ""
+            log(f"{entry['path']} <- {url}{size}")
         if entry.get("derive") and entry.get("url"):
-            _place(final, entry, lambda tmp, e=entry, u=url: tmp.write_bytes(_derive(e, u)))
+            got = _place(final, entry, lambda tmp, e=entry, u=url: tmp.write_bytes(_derive(e, u)))
         else:
-            _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"]))
+            got = _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"]))
+        if log and not is_pinned(entry):
+            log(f"  unpinned: size and sha256 {expected_digest(entry)} match; full sha256 {got}")
         written.append(final)
     if unavailable:
         listing = "; ".join(f"{e['path']} ({e.get('note') or 'see the manifest'})" for e in unavailable)
@@ -271,18 +293,33 @@ def download(dataset: str | dict, dest: str | Path | None = None, base_url: str 
     return written
 
 
-def verify(dataset: str | dict, dest: str | Path | None = None) -> list[str]:
-    """Problems with the local copy of `dataset` (missing files, checksum mismatches); empty when all is well."""
+def check(dataset: str | dict, dest: str | Path | None = None) -> list[tuple[str, str, str]]:
+    """(path, status, detail) for every file of `dataset`: status "ok", "unpinned" (present, size and partial
+    sha256 match, but the manifest has no full sha256; detail gives the computed one), "missing" or "mismatch"."""
     m = manifest(dataset) if isinstance(dataset, str) else dataset
     root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
-    problems = []
+    out = []
     for entry in m["files"]:
         p = root / entry["path"]
         if not p.is_file():
-            problems.append(f"missing {p}")
-        elif (got := sha256_file(p)) != entry["sha256"]:
-            problems.append(f"checksum mismatch for {p}: expected sha256 {entry['sha256']}, got {got}")
-    return problems
+            out.append((entry["path"], "missing", f"missing {p}"))
+            continue
+        problem, got = check_file(entry, p)
+        if problem:
+            out.append((entry["path"], "mismatch", problem))
+        elif not is_pinned(entry):
+            out.append((entry["path"], "unpinned", f"unpinned {p}: size {entry['bytes']} and sha256 "
+                                                   f"{expected_digest(entry)} match, no full sha256 is pinned "
+                                                   f"(computed: {got})"))
+        else:
+            out.append((entry["path"], "ok", ""))
+    return out
+
+
+def verify(dataset: str | dict, dest: str | Path | None = None) -> list[str]:
+    """Problems with the local copy of `dataset` (missing files, checksum or size mismatches); empty when all is
+    well. Unpinned files that match their size and partial sha256 are not problems; :func:`check` reports them."""
+    return [detail for _, status, detail in check(dataset, dest) if status in ("missing", "mismatch")]
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -294,7 +331,7 @@ def data_main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="datasets and whether their files are present")
     p_ver = sub.add_parser("verify", help="check local files against the pinned sha256")
-    p_ver.add_argument("names", nargs="*", help="datasets (default: all)")
+    p_ver.add_argument("names", nargs="*", help="datasets (default: every dataset with at least one file present)")
     p_ver.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
     p_dl = sub.add_parser("download", help="fetch a dataset from its pinned upstream sources")
     p_dl.add_argument("name")
@@ -317,14 +354,26 @@ def data_main(argv: list[str] | None = None) -> int:
             files = manifest(n)["files"]
             present = sum((data_dir() / f["path"]).is_file() for f in files)
             size = sum(f.get("bytes", 0) for f in files)
-            print(f"{n:12s} {len(files):3d} files {size / 1e6:8.1f} MB  {present}/{len(files)} present in {data_dir()}")
+            loose = sum(not is_pinned(f) for f in files)
+            note = f"  ({loose} unpinned: checked by size and partial sha256)" if loose else ""
+            print(f"{n:12s} {len(files):3d} files {size / 1e6:8.1f} MB  {present}/{len(files)} present in {data_dir()}"
+                  f"{note}")
         return 0
     if args.cmd == "verify":
         bad = 0
         for n in names:
-            problems = verify(n, dest)
-            print(f"{n}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
-            for p in problems:
+            results = check(n, dest)
+            if not args.names and all(status == "missing" for _, status, _ in results):
+                # `verify` of everything checks what is present; a dataset never downloaded is not an error
+                print(f"{n}: not downloaded (0/{len(results)} files)")
+                continue
+            problems = [d for _, status, d in results if status in ("missing", "mismatch")]
+            unpinned = [d for _, status, d in results if status == "unpinned"]
+            status = "ok" if not problems else f"{len(problems)} problem(s)"
+            if unpinned and not problems:
+                status += f" ({len(unpinned)} unpinned file(s) checked by size and partial sha256 only)"
+            print(f"{n}: {status}")
+            for p in problems + unpinned:
                 print(f"  {p}")
             bad += bool(problems)
         if bad:
@@ -335,7 +384,12 @@ def data_main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{args.name}: {len(written)} file(s) written, all checksums verified")
+    unpinned = [f["path"] for f in manifest(args.name)["files"] if not is_pinned(f)]
+    if unpinned:
+        print(f"{args.name}: {len(written)} file(s) written; pinned checksums verified, {len(unpinned)} unpinned "
+              f"file(s) checked by size and partial sha256 only: {', '.join(unpinned)}")
+    else:
+        print(f"{args.name}: {len(written)} file(s) written, all checksums verified")
     return 0
 
 

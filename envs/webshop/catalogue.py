@@ -159,7 +159,7 @@ def _resolve(setting: str, items_path, attrs_path, human_ins_path) -> tuple[Path
             return p
         try:
             return hg_data.path(dataset, rel)
-        except hg_data.DataError:
+        except hg_data.MissingDataError:  # a present but corrupted file is an error even when optional
             if required:
                 raise
             return None
