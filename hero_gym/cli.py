@@ -73,16 +73,20 @@ def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None
                    help="training turn budget of the evaluated checkpoint (for budget sweeps)")
     p.add_argument("--threads", type=_positive_int, default=d.get("threads"),
                    help="CPU threads for a local model (default: " + ("all cores" if demo else "torch's default") + ")")
+    p.add_argument("--prefix-cache-mb", type=_non_negative_int, default=d.get("prefix_cache_mb", 0),
+                   help="local HF model: keep each conversation's attention cache (MB) so a turn only reads its new "
+                        "tokens (default %(default)s = off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-# The README's main job: the embedded SmolLM2 on real tau2 retail tasks, small enough for a 2-core CPU. Each agent
-# turn re-reads a ~4.8k-token prompt (the domain policy and tool schemas), about 35 s of one CPU core for SmolLM2-135M,
-# so 3 tasks x 2 attempts x 2 turns is what fits in ~10 minutes; raise --tasks/--k/--max-turns on a bigger machine.
-# On CPU, prefill dominates and batching barely helps, so batches of 2 cost little and let a killed demo resume.
-_DEMO = {"env": "hero_gym/Tau2Retail-v0", "split": "test", "policy": "smollm2", "k": 2, "max_turns": 2,
+# The README's main job: the embedded SmolLM2 on real tau2 retail tasks, small enough for a 2-core CPU. The first
+# turn reads a ~4.8k-token prompt (domain policy + tool schemas): ~35 s of one CPU core for SmolLM2-135M. The prefix
+# cache then makes each later turn read only its new tokens, so a turn costs mostly its decoding (~20 s for 96 tokens).
+# 3 tasks x 2 attempts x 3 turns is what fits in ~10 minutes; raise --tasks/--k/--max-turns on a bigger machine.
+# On CPU batching barely helps, so batches of 2 cost little and store episodes as they finish (a killed demo resumes).
+_DEMO = {"env": "hero_gym/Tau2Retail-v0", "split": "test", "policy": "smollm2", "k": 2, "max_turns": 3,
          "tasks": "0-2", "out": "results/demo", "temperature": 1.0, "max_new_tokens": 96, "user": "scripted",
-         "threads": os.cpu_count() or 1, "batch_size": 2}  # small batches: episodes are stored as they finish
+         "threads": os.cpu_count() or 1, "batch_size": 2, "prefix_cache_mb": 1024}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_options(p)
 
     p = sub.add_parser("demo", help="evaluate the embedded SmolLM2 on 3 tau2 retail test tasks x 2 attempts "
-                                    "(scripted user, 2 turns, results/demo)")
+                                    "(scripted user, 3 turns, results/demo)")
     _add_eval_options(p, demo=True)
 
     p = sub.add_parser("summary", help="metrics table of runs (mean@k, pass@k, pass^k with 95%% CIs, turns)")
@@ -155,9 +159,17 @@ def _cmd_eval(args) -> int:
     store = run_eval(args.env, args.policy, args.out, split=args.split, k=args.k, max_turns=args.max_turns,
                      tasks=args.tasks, limit=args.limit, seed=args.seed, temperature=args.temperature,
                      max_new_tokens=args.max_new_tokens, user=args.user, method=args.method,
-                     train_budget=args.train_budget, batch_size=args.batch_size, progress=not args.no_progress)
+                     train_budget=args.train_budget, batch_size=args.batch_size, progress=not args.no_progress,
+                     policy_kwargs={"prefix_cache_mb": args.prefix_cache_mb} if _wants_cache(args) else None)
     print(f"run: {store.dir}")
     return _print_summary([store.dir])
+
+
+def _wants_cache(args) -> bool:
+    """The prefix cache is an option of local Hugging Face models only; other backends never see it."""
+    spec = args.policy
+    local = spec in ("smollm2", "tiny") or spec.startswith("hf:") or Path(spec).expanduser().is_dir()
+    return bool(args.prefix_cache_mb) and local
 
 
 def _print_summary(runs, k=None, csv=None) -> int:

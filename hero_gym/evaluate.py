@@ -65,11 +65,11 @@ def _user_kwarg(env_id: str, user: str | None) -> Any:
     raise ValueError(f"bad --user {user!r}: use 'scripted' or 'llm:POLICY_SPEC'")
 
 
-def _load_policy(spec: str, env_id: str) -> Any:
+def _load_policy(spec: str, env_id: str, **kw) -> Any:
     from hero_gym.policies.scripted import load_policy
 
     try:
-        return load_policy(spec, env_id=env_id)
+        return load_policy(spec, env_id=env_id, **kw)
     except (ImportError, AttributeError, TypeError) as e:  # a spec naming something that is not there is bad input
         raise ValueError(f"cannot load policy {spec!r}: {e}") from None
 
@@ -93,9 +93,12 @@ def run_eval(
     batch_size: int | None = None,
     progress: bool = True,
     env_kwargs: dict | None = None,
+    policy_kwargs: dict | None = None,
 ) -> RunStore:
     """Evaluate `policy` (a load_policy spec or a Policy object) on `env_id` and store every episode under `out`.
 
+    `policy_kwargs` go to load_policy (e.g. ``{"prefix_cache_mb": 512}`` for a local model); they change speed, not
+    results, so they are not part of the run's identity.
     Episodes already stored in `out` are skipped (resume); a different configuration in `out` raises RunStoreError.
     Bad arguments raise ValueError with a message meant for the user. Returns the RunStore.
     """
@@ -138,7 +141,7 @@ def run_eval(
         pending = [(t, a) for t, a in wanted if (env_id, split, t, a) not in done]
         if pending:
             if isinstance(policy, str):
-                policy = _load_policy(policy, env_id)
+                policy = _load_policy(policy, env_id, **(policy_kwargs or {}))
             _run_pending(store, env_id, split, policy, policy_name, pending, wanted, done, seed=int(seed),
                          max_turns=max_turns, temperature=float(temperature), max_new_tokens=max_new_tokens,
                          method=method, train_budget=train_budget, batch_size=batch_size, progress=progress,

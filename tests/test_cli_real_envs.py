@@ -37,6 +37,6 @@ def test_demo_defaults_run_on_tau2_data(tmp_path, capsys):
     assert "mean@2" in capsys.readouterr().out
     recs = RunStore(out).load()
     assert sorted((r.task, r.attempt) for r in recs) == [(t, a) for t in range(3) for a in range(2)]
-    assert {(r.env, r.split, r.max_turns) for r in recs} == {("hero_gym/Tau2Retail-v0", "test", 2)}
-    assert all(r.turns <= 2 for r in recs)
+    assert {(r.env, r.split, r.max_turns) for r in recs} == {("hero_gym/Tau2Retail-v0", "test", 3)}
+    assert all(r.turns <= 3 for r in recs)
     assert RunStore(out).config["user"] == "scripted"
