@@ -84,3 +84,13 @@ def slow_even_solver():
         return solver(messages, tools)
 
     return CallablePolicy(slow, name="slow-even-solver")
+
+
+LAST_KWARGS: dict = {}
+
+
+def recording_solver(prefix_cache_mb: float = 0):
+    """even_solver that remembers the keyword arguments the harness passed to its factory."""
+    LAST_KWARGS.clear()
+    LAST_KWARGS["prefix_cache_mb"] = prefix_cache_mb
+    return even_solver()

@@ -134,3 +134,16 @@ def test_resume_after_sigkill(tmp_path):
     for d in map(json.loads, lines):
         assert d["seed"] == episode_seed(0, d["task"], d["attempt"])
         assert d["success"] == (d["task"] % 2 == 0)
+
+
+def test_policy_kwargs_reach_the_factory_but_not_the_run_identity(tmp_path):
+    from hero_gym.evaluate import run_eval
+
+    store = run_eval(TOY_ID, "harness_toyenv:recording_solver", tmp_path / "run", tasks="0-1", progress=False,
+                     policy_kwargs={"prefix_cache_mb": 64})
+    assert harness_toyenv.LAST_KWARGS == {"prefix_cache_mb": 64}
+    assert len(store.load()) == 2 and "prefix_cache_mb" not in store.config
+    # a resume with another cache size is the same run
+    run_eval(TOY_ID, "harness_toyenv:recording_solver", tmp_path / "run", tasks="0-3", progress=False,
+             policy_kwargs={"prefix_cache_mb": 0})
+    assert len(RunStore(tmp_path / "run").load()) == 4
