@@ -16,6 +16,9 @@ Batch and seed semantics:
   the stop token is kept in ``token_ids`` and left out of ``text``; other special tokens stay in ``text``), when ``text`` comes to contain one of
   ``ChatRequest.stop`` (finish_reason "stop"; the stop string stays in the text), or after `max_new_tokens`
   (finish_reason "length").
+* ``prefix_cache_mb > 0`` keeps each conversation's attention keys/values between calls, so a multi-turn rollout
+  runs only each turn's new tokens (hero_gym.policies.kv_cache). Off by default; it is cleared whenever the
+  weights change.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ class HFPolicy:
         name: label for records (default: the spec or the model's class name).
         prefix_cache_mb: > 0 keeps up to this many MB of attention keys/values per conversation so the next turn
             only runs its new tokens (see hero_gym.policies.kv_cache; off by default). Outputs match a full
-            re-read up to floating-point rounding.
+            re-read up to floating-point rounding: within 1e-4 in fp32, but in bf16 log-probabilities moved by up
+            to ~0.05 on SmolLM2 and sampled continuations can then diverge, so a seed reproduces its episode
+            only under the same setting. Measured 1.6x faster on 3-turn WebShop episodes with SmolLM2.
     """
 
     def __init__(self, model_or_path, tokenizer=None, device=None, dtype=None, batch_size: int = 8, name=None,
