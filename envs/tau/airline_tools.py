@@ -29,7 +29,6 @@ import copy
 import json
 from typing import Any
 
-from hero_gym.envs.tau import tau2_schemas
 from hero_gym.envs.tau.common_tools import (
     Tool,
     ToolError,
@@ -37,7 +36,7 @@ from hero_gym.envs.tau.common_tools import (
     think,
     tool,
     transfer_to_human_agents,
-    v1_schemas,
+    version_accessors,
 )
 
 TERMINATE_TOOLS = {"transfer_to_human_agents"}
@@ -308,31 +307,5 @@ TOOLS: dict[str, Tool] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # TOOLS_TAU2 lives in airline_tools_tau2, which imports constants from here; resolved lazily to avoid a cycle.
-    if name == "TOOLS_TAU2":
-        from hero_gym.envs.tau.airline_tools_tau2 import TOOLS_TAU2
-
-        return TOOLS_TAU2
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def tools(version: str = "v1") -> dict[str, Tool]:
-    """The tool table of a TauBench version ("v1" or "tau2")."""
-    if version == "v1":
-        return TOOLS
-    if version == "tau2":
-        from hero_gym.envs.tau.airline_tools_tau2 import TOOLS_TAU2
-
-        return TOOLS_TAU2
-    raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
-
-
-def schemas(version: str = "v1") -> list[dict]:
-    """OpenAI function schemas of the tools of `version`: v1 exactly as upstream exports them (its tools.json); tau2
-    from the package's own ``tau2_schemas.py``, so the tau2 envs need no v1 data file."""
-    if version == "v1":
-        return v1_schemas("airline")
-    if version == "tau2":
-        return tau2_schemas.schemas("airline")
-    raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
+# TOOLS_TAU2 (resolved lazily from airline_tools_tau2, which imports from here), tools(version), schemas(version)
+__getattr__, tools, schemas = version_accessors("airline", __name__, TOOLS, "hero_gym.envs.tau.airline_tools_tau2")

@@ -1,6 +1,7 @@
 """Pieces the retail and airline TauBench tool tables share: the error convention, `calculate`, `think`,
-`transfer_to_human_agents`, the tau2 key folding, and the loading of the v1 tool schemas (the tau2 schemas are
-package data, in ``tau2_schemas.py``).
+`transfer_to_human_agents`, the tau2 key folding, the loading of the v1 tool schemas (the tau2 schemas are
+package data, in ``tau2_schemas.py``) and the per-domain ``tools(version)`` / ``schemas(version)`` / lazy
+``TOOLS_TAU2`` accessors (:func:`version_accessors`).
 
 Error convention: a tool body raises :class:`ToolError` for a domain error ("order not found"); the :func:`tool`
 decorator turns it into the observation string ``"Error: <message>"`` that upstream returns (v1) or that upstream's
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 import math
 import operator
 import unicodedata
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hero_gym.data import load_json
+from hero_gym.envs.tau import tau2_schemas
 
 Tool = Callable[..., str]
 
@@ -162,3 +165,42 @@ def v1_schemas(domain: str) -> list[dict]:
     import copy
 
     return copy.deepcopy(load_json("tau-v1", f"tau/v1/{domain}/tools.json"))
+
+
+def version_accessors(
+    domain: str, module_name: str, v1_tools: dict[str, Tool], tau2_module: str
+) -> tuple[Callable[[str], Any], Callable[..., dict[str, Tool]], Callable[..., list[dict]]]:
+    """The module ``__getattr__`` (lazy ``TOOLS_TAU2``), ``tools(version)`` and ``schemas(version)`` of a domain's
+    v1 tool module `module_name`.
+
+    ``TOOLS_TAU2`` lives in `tau2_module`, which imports helpers from the v1 module; it is imported lazily so that
+    there is no import cycle whichever module is imported first.
+    """
+
+    def tau2_tools() -> dict[str, Tool]:
+        return importlib.import_module(tau2_module).TOOLS_TAU2
+
+    def __getattr__(name: str) -> Any:
+        if name == "TOOLS_TAU2":
+            return tau2_tools()
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+
+    def tools(version: str = "v1") -> dict[str, Tool]:
+        """The tool table of a TauBench version ("v1" or "tau2")."""
+        if version == "v1":
+            return v1_tools
+        if version == "tau2":
+            return tau2_tools()
+        raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
+
+    def schemas(version: str = "v1") -> list[dict]:
+        """OpenAI function schemas of the tools of `version`: v1 exactly as upstream exports them (its tools.json);
+        tau2 from the package's own ``tau2_schemas.py``, so the tau2 envs need no v1 data file."""
+        if version == "v1":
+            return v1_schemas(domain)
+        if version == "tau2":
+            return tau2_schemas.schemas(domain)
+        raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
+
+    tools.__module__ = schemas.__module__ = __getattr__.__module__ = module_name
+    return __getattr__, tools, schemas

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hero_gym.envs.tau import tau2_schemas
 from hero_gym.envs.tau.common_tools import (
     Tool,
     ToolError,
@@ -32,7 +31,7 @@ from hero_gym.envs.tau.common_tools import (
     think,
     tool,
     transfer_to_human_agents,
-    v1_schemas,
+    version_accessors,
 )
 
 TERMINATE_TOOLS = {"transfer_to_human_agents"}
@@ -298,33 +297,5 @@ TOOLS: dict[str, Tool] = {
 }
 
 
-
-def __getattr__(name: str) -> Any:
-    # TOOLS_TAU2 lives in retail_tools_tau2, which imports the helpers above; resolving it lazily avoids an
-    # import cycle whichever module is imported first.
-    if name == "TOOLS_TAU2":
-        from hero_gym.envs.tau.retail_tools_tau2 import TOOLS_TAU2
-
-        return TOOLS_TAU2
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def tools(version: str = "v1") -> dict[str, Tool]:
-    """The tool table of a TauBench version ("v1" or "tau2")."""
-    if version == "v1":
-        return TOOLS
-    if version == "tau2":
-        from hero_gym.envs.tau.retail_tools_tau2 import TOOLS_TAU2
-
-        return TOOLS_TAU2
-    raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
-
-
-def schemas(version: str = "v1") -> list[dict]:
-    """OpenAI function schemas of the tools of `version`: v1 exactly as upstream exports them (its tools.json); tau2
-    from the package's own ``tau2_schemas.py``, so the tau2 envs need no v1 data file."""
-    if version == "v1":
-        return v1_schemas("retail")
-    if version == "tau2":
-        return tau2_schemas.schemas("retail")
-    raise ValueError(f"unknown TauBench version {version!r}; expected 'v1' or 'tau2'")
+# TOOLS_TAU2 (resolved lazily from retail_tools_tau2, which imports from here), tools(version), schemas(version)
+__getattr__, tools, schemas = version_accessors("retail", __name__, TOOLS, "hero_gym.envs.tau.retail_tools_tau2")
