@@ -22,6 +22,7 @@ may order keys differently (the DB reward does not depend on it).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from hero_gym.envs.tau.common_tools import (
@@ -57,12 +58,13 @@ def _address(address1: str, address2: str, city: str, state: str, country: str, 
     return {"address1": address1, "address2": address2, "city": city, "state": state, "country": country, "zip": zip}
 
 
-def _check_item_counts(order: dict, item_ids: list[str], message: str | None) -> None:
-    """Each id must occur in the order at least as often as in `item_ids` (lists may repeat an item)."""
+def _check_item_counts(order: dict, item_ids: list[str], message: Callable[[str], str]) -> None:
+    """Each id must occur in the order at least as often as in `item_ids` (lists may repeat an item); the error is
+    ``message(item_id)`` of the first id that does not."""
     in_order = [item["item_id"] for item in order["items"]]
     for item_id in item_ids:
         if item_ids.count(item_id) > in_order.count(item_id):
-            raise ToolError(message if message is not None else f"{item_id} not found")
+            raise ToolError(message(item_id))
 
 
 def _first_item(order: dict, item_id: str) -> dict:
@@ -71,6 +73,42 @@ def _first_item(order: dict, item_id: str) -> dict:
 
 def _add_to_balance(method: dict, amount: float) -> None:
     method["balance"] = round(method["balance"] + amount, 2)
+
+
+# The steps below are the same in v1 and tau2 (``retail_tools_tau2`` imports them); the checks before them differ.
+def _request_exchange(order: dict, item_ids: list[str], new_item_ids: list[str], method_id: str, diff: float) -> None:
+    order["status"] = "exchange requested"
+    order["exchange_items"] = sorted(item_ids)
+    order["exchange_new_items"] = sorted(new_item_ids)
+    order["exchange_payment_method_id"] = method_id
+    order["exchange_price_difference"] = diff
+
+
+def _charge_difference(order: dict, method: dict, method_id: str, diff: float) -> None:
+    """Record the price difference of a pending-order item swap as a payment or refund; gift cards pay at once."""
+    order["payment_history"].append({
+        "transaction_type": "payment" if diff > 0 else "refund",
+        "amount": abs(diff),
+        "payment_method_id": method_id,
+    })
+    if method["source"] == "gift_card":
+        _add_to_balance(method, -diff)
+
+
+def _switch_payment(order: dict, method: dict, method_id: str, old_id: str, amount: float) -> None:
+    """Record a payment on the new method and a refund to the old one; a gift-card new method pays at once."""
+    order["payment_history"].extend([
+        {"transaction_type": "payment", "amount": amount, "payment_method_id": method_id},
+        {"transaction_type": "refund", "amount": amount, "payment_method_id": old_id},
+    ])
+    if method["source"] == "gift_card":
+        _add_to_balance(method, -amount)
+
+
+def _request_return(order: dict, item_ids: list[str], method_id: str) -> None:
+    order["status"] = "return requested"
+    order["return_items"] = sorted(item_ids)
+    order["return_payment_method_id"] = method_id
 
 
 # =================================================================================================== v1 tools
@@ -121,16 +159,12 @@ def exchange_delivered_order_items(
     order = _get(db["orders"], order_id, "order not found")
     if order["status"] != "delivered":
         raise ToolError("non-delivered order cannot be exchanged")
-    _check_item_counts(order, item_ids, None)
+    _check_item_counts(order, item_ids, lambda item_id: f"{item_id} not found")
     diff = round(_price_difference(db, order, item_ids, new_item_ids), 2)
     method = _user_method(db, order, payment_method_id)
     if method["source"] == "gift_card" and method["balance"] < diff:
         raise ToolError("insufficient gift card balance to pay for the price difference")
-    order["status"] = "exchange requested"
-    order["exchange_items"] = sorted(item_ids)
-    order["exchange_new_items"] = sorted(new_item_ids)
-    order["exchange_payment_method_id"] = payment_method_id
-    order["exchange_price_difference"] = diff
+    _request_exchange(order, item_ids, new_item_ids, payment_method_id, diff)
     return json.dumps(order)
 
 
@@ -200,18 +234,12 @@ def modify_pending_order_items(
     order = _get(db["orders"], order_id, "order not found")
     if order["status"] != "pending":
         raise ToolError("non-pending order cannot be modified")
-    _check_item_counts(order, item_ids, None)
+    _check_item_counts(order, item_ids, lambda item_id: f"{item_id} not found")
     diff = _price_difference(db, order, item_ids, new_item_ids)  # upstream does not round this one
     method = _user_method(db, order, payment_method_id)
     if method["source"] == "gift_card" and method["balance"] < diff:
         raise ToolError("insufficient gift card balance to pay for the new item")
-    order["payment_history"].append({
-        "transaction_type": "payment" if diff > 0 else "refund",
-        "amount": abs(diff),
-        "payment_method_id": payment_method_id,
-    })
-    if method["source"] == "gift_card":
-        _add_to_balance(method, -diff)
+    _charge_difference(order, method, payment_method_id, diff)
     products = db["products"]
     for item_id, new_item_id in zip(item_ids, new_item_ids):
         # looked up again after earlier swaps, so a repeated id finds its next unchanged occurrence
@@ -240,12 +268,7 @@ def modify_pending_order_payment(db: Any, order_id: str, payment_method_id: str)
     amount = history[0]["amount"]
     if method["source"] == "gift_card" and method["balance"] < amount:
         raise ToolError("insufficient gift card balance to pay for the order")
-    history.extend([
-        {"transaction_type": "payment", "amount": amount, "payment_method_id": payment_method_id},
-        {"transaction_type": "refund", "amount": amount, "payment_method_id": old_id},
-    ])
-    if method["source"] == "gift_card":
-        _add_to_balance(method, -amount)
+    _switch_payment(order, method, payment_method_id, old_id, amount)
     if "gift_card" in old_id:
         _add_to_balance(db["users"][order["user_id"]]["payment_methods"][old_id], amount)
     return json.dumps(order)
@@ -270,10 +293,8 @@ def return_delivered_order_items(db: Any, order_id: str, item_ids: list[str], pa
     _user_method(db, order, payment_method_id)
     if "gift_card" not in payment_method_id and payment_method_id != order["payment_history"][0]["payment_method_id"]:
         raise ToolError("payment method should be either the original payment method or a gift card")
-    _check_item_counts(order, item_ids, "some item not found")
-    order["status"] = "return requested"
-    order["return_items"] = sorted(item_ids)
-    order["return_payment_method_id"] = payment_method_id
+    _check_item_counts(order, item_ids, lambda item_id: "some item not found")
+    _request_return(order, item_ids, payment_method_id)
     return json.dumps(order)
 
 

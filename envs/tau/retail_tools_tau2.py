@@ -19,7 +19,17 @@ from hero_gym.envs.tau.common_tools import (
     tool,
     transfer_to_human_agents,
 )
-from hero_gym.envs.tau.retail_tools import CANCEL_REASONS, _add_to_balance, _address, _first_item
+from hero_gym.envs.tau.retail_tools import (
+    CANCEL_REASONS,
+    _add_to_balance,
+    _address,
+    _charge_difference,
+    _check_item_counts,
+    _first_item,
+    _request_exchange,
+    _request_return,
+    _switch_payment,
+)
 
 
 def _order(db: Any, order_id: str) -> dict:
@@ -56,13 +66,6 @@ def _method(db: Any, user_id: str, method_id: str) -> dict:
 
 def _is_gift_card(method: dict) -> bool:
     return method["source"] == "gift_card"
-
-
-def _check_counts(order: dict, item_ids: list[str], message: Any) -> None:
-    in_order = [item["item_id"] for item in order["items"]]
-    for item_id in item_ids:
-        if item_ids.count(item_id) > in_order.count(item_id):
-            raise ToolError(message(item_id))
 
 
 @tool
@@ -109,7 +112,7 @@ def exchange_delivered_order_items(
     order = _order(db, order_id)
     if order["status"] != "delivered":
         raise ToolError("Non-delivered order cannot be exchanged")
-    _check_counts(order, item_ids, lambda i: f"Number of {i} not found.")
+    _check_item_counts(order, item_ids, lambda i: f"Number of {i} not found.")
     if len(item_ids) != len(new_item_ids):
         raise ToolError("The number of items to be exchanged should match.")
     diff, _ = _swap_variants(db, order, item_ids, new_item_ids, distinct=False)
@@ -117,11 +120,7 @@ def exchange_delivered_order_items(
     method = _method(db, order["user_id"], payment_method_id)
     if _is_gift_card(method) and method["balance"] < diff:
         raise ToolError("Insufficient gift card balance to pay for the price difference")
-    order["status"] = "exchange requested"
-    order["exchange_items"] = sorted(item_ids)
-    order["exchange_new_items"] = sorted(new_item_ids)
-    order["exchange_payment_method_id"] = payment_method_id
-    order["exchange_price_difference"] = diff
+    _request_exchange(order, item_ids, new_item_ids, payment_method_id, diff)
     return json.dumps(order)
 
 
@@ -204,20 +203,14 @@ def modify_pending_order_items(
     order = _order(db, order_id)
     if order["status"] != "pending":
         raise ToolError("Non-pending order cannot be modified")
-    _check_counts(order, item_ids, lambda i: f"{i} not found")
+    _check_item_counts(order, item_ids, lambda i: f"{i} not found")
     if len(item_ids) != len(new_item_ids):
         raise ToolError("The number of items to be exchanged should match")
     diff, last_variant = _swap_variants(db, order, item_ids, new_item_ids, distinct=True)
     method = _method(db, order["user_id"], payment_method_id)
     if _is_gift_card(method) and method["balance"] < diff:
         raise ToolError("Insufficient gift card balance to pay for the new item")
-    order["payment_history"].append({
-        "transaction_type": "payment" if diff > 0 else "refund",
-        "amount": abs(diff),
-        "payment_method_id": payment_method_id,
-    })
-    if _is_gift_card(method):
-        _add_to_balance(method, -diff)
+    _charge_difference(order, method, payment_method_id, diff)
     for item_id, new_item_id in zip(item_ids, new_item_ids):
         item = _first_item(order, item_id)
         item["item_id"] = new_item_id
@@ -244,12 +237,7 @@ def modify_pending_order_payment(db: Any, order_id: str, payment_method_id: str)
     amount = history[0]["amount"]
     if _is_gift_card(method) and method["balance"] < amount:
         raise ToolError("Insufficient gift card balance to pay for the order")
-    history.extend([
-        {"transaction_type": "payment", "amount": amount, "payment_method_id": payment_method_id},
-        {"transaction_type": "refund", "amount": amount, "payment_method_id": old_id},
-    ])
-    if _is_gift_card(method):
-        _add_to_balance(method, -amount)
+    _switch_payment(order, method, payment_method_id, old_id, amount)
     old_method = _method(db, order["user_id"], old_id)
     if _is_gift_card(old_method):
         _add_to_balance(old_method, amount)
@@ -275,10 +263,8 @@ def return_delivered_order_items(db: Any, order_id: str, item_ids: list[str], pa
     method = _method(db, order["user_id"], payment_method_id)
     if not _is_gift_card(method) and payment_method_id != order["payment_history"][0]["payment_method_id"]:
         raise ToolError("Payment method should be the original payment method")
-    _check_counts(order, item_ids, lambda i: "Some item not found")
-    order["status"] = "return requested"
-    order["return_items"] = sorted(item_ids)
-    order["return_payment_method_id"] = payment_method_id
+    _check_item_counts(order, item_ids, lambda i: "Some item not found")
+    _request_return(order, item_ids, payment_method_id)
     return json.dumps(order)
 
 
