@@ -67,6 +67,67 @@ def _reservation(db: Any, reservation_id: str) -> dict:
     return db["reservations"][reservation_id]
 
 
+# The checks and steps below are the same in v1 and tau2 (``airline_tools_tau2`` imports them) but for the wording
+# of their errors: tau2 capitalises v1's messages, chosen by the `tau2` flag.
+def _error(message: str, tau2: bool) -> ToolError:
+    return ToolError(message[:1].upper() + message[1:] if tau2 else message)
+
+
+def _check_seats(day: dict, flight_number: str, date: str, cabin: str, n_passengers: int, *, tau2: bool) -> None:
+    """A flight day to book must be available and have `n_passengers` seats left in `cabin`."""
+    if day["status"] != "available":
+        raise _error(f"flight {flight_number} not available on date {date}", tau2)
+    if day["available_seats"][cabin] < n_passengers:
+        raise _error(f"not enough seats on flight {flight_number}", tau2)
+
+
+def _pay_booking(user: dict, payment_methods: list[dict], total_price: float, *, tau2: bool) -> None:
+    """Check a new booking's payments (each method known and, for gift cards and certificates, covering its amount;
+    the amounts summing to `total_price`), then debit gift cards and delete certificates used."""
+    for payment in payment_methods:
+        payment_id, amount = payment["payment_id"], payment["amount"]
+        if payment_id not in user["payment_methods"]:
+            raise _error(f"payment method {payment_id} not found", tau2)
+        method = user["payment_methods"][payment_id]
+        if method["source"] in ("gift_card", "certificate") and method["amount"] < amount:
+            raise _error(f"not enough balance in payment method {payment_id}", tau2)
+    paid = sum(payment["amount"] for payment in payment_methods)
+    if paid != total_price:
+        raise _error(f"payment amount does not add up, total price is {total_price}, but paid {paid}", tau2)
+    for payment in payment_methods:
+        payment_id = payment["payment_id"]
+        method = user["payment_methods"][payment_id]
+        if method["source"] == "gift_card":
+            method["amount"] -= payment["amount"]
+        elif method["source"] == "certificate":
+            del user["payment_methods"][payment_id]
+
+
+def _update_method(user: dict, payment_id: str, amount: float, *, tau2: bool) -> dict:
+    """The method paying for a change to a reservation: it must exist, not be a certificate, and cover `amount`."""
+    if payment_id not in user["payment_methods"]:
+        raise _error("payment method not found", tau2)
+    method = user["payment_methods"][payment_id]
+    if method["source"] == "certificate":
+        raise _error("certificate cannot be used to update reservation", tau2)
+    if method["source"] == "gift_card" and method["amount"] < amount:
+        raise _error("gift card balance is not enough", tau2)
+    return method
+
+
+def _cancel(reservation: dict) -> None:
+    """Reverse every payment by a negative entry and mark the reservation cancelled."""
+    history = reservation["payment_history"]
+    history.extend([{"payment_id": p["payment_id"], "amount": -p["amount"]} for p in history])
+    reservation["status"] = "cancelled"
+
+
+def _replace_passengers(reservation: dict, passengers: list[dict], *, tau2: bool) -> None:
+    if len(passengers) != len(reservation["passengers"]):
+        raise _error("number of passengers does not match", tau2)
+    reservation["passengers"] = copy.deepcopy(passengers)
+
+
 def _bookable(db: Any, flight_number: str, date: str, cabin: str, n_passengers: int) -> tuple[dict, dict]:
     """(flight record, its record for `date`) after v1's existence, availability and seat checks."""
     if flight_number not in db["flights"]:
@@ -75,23 +136,8 @@ def _bookable(db: Any, flight_number: str, date: str, cabin: str, n_passengers: 
     if date not in flight["dates"]:
         raise ToolError(f"flight {flight_number} not found on date {date}")
     day = flight["dates"][date]
-    if day["status"] != "available":
-        raise ToolError(f"flight {flight_number} not available on date {date}")
-    if day["available_seats"][cabin] < n_passengers:
-        raise ToolError(f"not enough seats on flight {flight_number}")
+    _check_seats(day, flight_number, date, cabin, n_passengers, tau2=False)
     return flight, day
-
-
-def _update_payment(user: dict, payment_id: str, amount: float) -> dict:
-    """The method paying for a change to a reservation: it must exist, not be a certificate, and cover `amount`."""
-    if payment_id not in user["payment_methods"]:
-        raise ToolError("payment method not found")
-    method = user["payment_methods"][payment_id]
-    if method["source"] == "certificate":
-        raise ToolError("certificate cannot be used to update reservation")
-    if method["source"] == "gift_card" and method["amount"] < amount:
-        raise ToolError("gift card balance is not enough")
-    return method
 
 
 @tool
@@ -122,22 +168,7 @@ def book_reservation(
     if insurance == "yes":
         total_price += INSURANCE_FEE * len(passengers)
     total_price += BAG_FEE * nonfree_baggages
-    for payment in payment_methods:
-        payment_id, amount = payment["payment_id"], payment["amount"]
-        if payment_id not in user["payment_methods"]:
-            raise ToolError(f"payment method {payment_id} not found")
-        method = user["payment_methods"][payment_id]
-        if method["source"] in ("gift_card", "certificate") and method["amount"] < amount:
-            raise ToolError(f"not enough balance in payment method {payment_id}")
-    paid = sum(payment["amount"] for payment in payment_methods)
-    if paid != total_price:
-        raise ToolError(f"payment amount does not add up, total price is {total_price}, but paid {paid}")
-    for payment in payment_methods:
-        payment_id = payment["payment_id"]
-        if user["payment_methods"][payment_id]["source"] == "gift_card":
-            user["payment_methods"][payment_id]["amount"] -= payment["amount"]
-        elif user["payment_methods"][payment_id]["source"] == "certificate":
-            del user["payment_methods"][payment_id]
+    _pay_booking(user, payment_methods, total_price, tau2=False)
     reservations[reservation_id] = reservation
     user["reservations"].append(reservation_id)
     return json.dumps(reservation)
@@ -147,9 +178,7 @@ def book_reservation(
 def cancel_reservation(db: Any, reservation_id: str) -> str:
     """Cancel a whole reservation: every payment is reversed by a negative entry."""
     reservation = _reservation(db, reservation_id)
-    history = reservation["payment_history"]
-    history.extend([{"payment_id": p["payment_id"], "amount": -p["amount"]} for p in history])
-    reservation["status"] = "cancelled"
+    _cancel(reservation)
     return json.dumps(reservation)
 
 
@@ -240,7 +269,7 @@ def update_reservation_baggages(
     """Set the bag counts; only added non-free bags are charged."""
     reservation = _reservation(db, reservation_id)
     total_price = BAG_FEE * max(0, nonfree_baggages - reservation["nonfree_baggages"])
-    method = _update_payment(db["users"][reservation["user_id"]], payment_id, total_price)
+    method = _update_method(db["users"][reservation["user_id"]], payment_id, total_price, tau2=False)
     reservation["total_baggages"] = total_baggages
     reservation["nonfree_baggages"] = nonfree_baggages
     if method["source"] == "gift_card":
@@ -270,7 +299,7 @@ def update_reservation_flights(db: Any, reservation_id: str, cabin: str, flights
             leg["price"], leg["origin"], leg["destination"] = day["prices"][cabin], flight["origin"], flight["destination"]
         total_price += leg["price"] * n_passengers
     total_price -= sum(f["price"] for f in reservation["flights"]) * n_passengers
-    method = _update_payment(db["users"][reservation["user_id"]], payment_id, total_price)
+    method = _update_method(db["users"][reservation["user_id"]], payment_id, total_price, tau2=False)
     if method["source"] == "gift_card":
         method["amount"] -= total_price
     reservation["flights"] = flights
@@ -283,9 +312,7 @@ def update_reservation_flights(db: Any, reservation_id: str, cabin: str, flights
 def update_reservation_passengers(db: Any, reservation_id: str, passengers: list[dict]) -> str:
     """Replace the passenger list; the number of passengers cannot change."""
     reservation = _reservation(db, reservation_id)
-    if len(passengers) != len(reservation["passengers"]):
-        raise ToolError("number of passengers does not match")
-    reservation["passengers"] = copy.deepcopy(passengers)
+    _replace_passengers(reservation, passengers, tau2=False)
     return json.dumps(reservation)
 
 

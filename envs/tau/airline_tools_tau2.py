@@ -31,6 +31,11 @@ from hero_gym.envs.tau.airline_tools import (
     INSURANCE_FEE,
     NEW_RESERVATION_IDS,
     NOW,
+    _cancel,
+    _check_seats,
+    _pay_booking,
+    _replace_passengers,
+    _update_method,
 )
 from hero_gym.envs.tau.common_tools import Tool, ToolError, calculate_tau2, resolve_key_folded, tool
 from hero_gym.envs.tau.common_tools import transfer_to_human_agents
@@ -66,10 +71,7 @@ def _new_leg(db: Any, flight_number: str, date: str, cabin: str, n_passengers: i
     flight = _flight(db, flight_number)
     number = flight["flight_number"]
     day = _day(flight, date, number)
-    if day["status"] != "available":
-        raise ToolError(f"Flight {number} not available on date {date}")
-    if day["available_seats"][cabin] < n_passengers:
-        raise ToolError(f"Not enough seats on flight {number}")
+    _check_seats(day, number, date, cabin, n_passengers, tau2=True)
     leg = {"flight_number": number, "origin": flight["origin"], "destination": flight["destination"],
            "date": date, "price": day["prices"][cabin]}
     return leg, day
@@ -77,13 +79,7 @@ def _new_leg(db: Any, flight_number: str, date: str, cabin: str, n_passengers: i
 
 def _update_payment(user: dict, payment_id: str, total_price: float) -> dict | None:
     """Charge a reservation change to `payment_id`; the payment entry to record, or None when nothing is due."""
-    if payment_id not in user["payment_methods"]:
-        raise ToolError("Payment method not found")
-    method = user["payment_methods"][payment_id]
-    if method["source"] == "certificate":
-        raise ToolError("Certificate cannot be used to update reservation")
-    if method["source"] == "gift_card" and method["amount"] < total_price:
-        raise ToolError("Gift card balance is not enough")
+    method = _update_method(user, payment_id, total_price, tau2=True)
     if method["source"] == "gift_card":
         method["amount"] -= total_price
     return {"payment_id": payment_id, "amount": total_price} if total_price != 0 else None
@@ -109,23 +105,7 @@ def book_reservation(
     if insurance == "yes":
         total_price += INSURANCE_FEE * len(passengers)
     total_price += BAG_FEE * nonfree_baggages
-    for payment in payment_methods:
-        payment_id, amount = payment["payment_id"], payment["amount"]
-        if payment_id not in user["payment_methods"]:
-            raise ToolError(f"Payment method {payment_id} not found")
-        method = user["payment_methods"][payment_id]
-        if method["source"] in ("gift_card", "certificate") and method["amount"] < amount:
-            raise ToolError(f"Not enough balance in payment method {payment_id}")
-    paid = sum(payment["amount"] for payment in payment_methods)
-    if paid != total_price:
-        raise ToolError(f"Payment amount does not add up, total price is {total_price}, but paid {paid}")
-    for payment in payment_methods:
-        payment_id = payment["payment_id"]
-        method = user["payment_methods"][payment_id]
-        if method["source"] == "gift_card":
-            method["amount"] -= payment["amount"]
-        elif method["source"] == "certificate":
-            del user["payment_methods"][payment_id]
+    _pay_booking(user, payment_methods, total_price, tau2=True)
     for day in days:
         day["available_seats"][cabin] -= len(passengers)
     reservation = {
@@ -143,9 +123,7 @@ def book_reservation(
 def cancel_reservation(db: Any, reservation_id: str) -> str:
     """Cancel a whole reservation: every payment is reversed by a negative entry (seats are not released)."""
     reservation = _reservation(db, reservation_id)
-    history = reservation["payment_history"]
-    history.extend([{"payment_id": p["payment_id"], "amount": -p["amount"]} for p in history])
-    reservation["status"] = "cancelled"
+    _cancel(reservation)
     return json.dumps(reservation)
 
 
@@ -263,9 +241,7 @@ def update_reservation_flights(db: Any, reservation_id: str, cabin: str, flights
 def update_reservation_passengers(db: Any, reservation_id: str, passengers: list[dict]) -> str:
     """Replace the passenger list; the number of passengers cannot change."""
     reservation = _reservation(db, reservation_id)
-    if len(passengers) != len(reservation["passengers"]):
-        raise ToolError("Number of passengers does not match")
-    reservation["passengers"] = copy.deepcopy(passengers)
+    _replace_passengers(reservation, passengers, tau2=True)
     return json.dumps(reservation)
 
 
