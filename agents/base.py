@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hero_gym.agents.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from hero_gym.agents.context import TurnItem
 from hero_gym.registry import get_spec
 from hero_gym.types import Trajectory
 
@@ -345,6 +346,23 @@ class Trainer:
         if self.config.student_pass != "trajectory" or not turns:
             return False
         return traj.turn_spans()[max(turns)][1] <= self.config.max_context_tokens
+
+    def split_by_pass(
+        self, trajs: list[Trajectory], items: list[TurnItem]
+    ) -> tuple[list[tuple[Trajectory, list[TurnItem]]], list[TurnItem]]:
+        """Group `items` by trajectory (``item.traj_index`` indexes `trajs`, first appearance first): the
+        (trajectory, its items) pairs one whole-trajectory forward can score, and the items left to score per turn."""
+        by_traj: dict[int, list[TurnItem]] = {}
+        for it in items:
+            by_traj.setdefault(it.traj_index, []).append(it)
+        whole: list[tuple[Trajectory, list[TurnItem]]] = []
+        per_turn: list[TurnItem] = []
+        for k, its in by_traj.items():
+            if self.whole_trajectory_ok(trajs[k], [i.turn_index for i in its]):
+                whole.append((trajs[k], its))
+            else:
+                per_turn += its
+        return whole, per_turn
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a run-long counter (logged each step), e.g. turns without a diagnosis."""

@@ -128,15 +128,8 @@ class SelfDistillTrainer(Trainer):
         if not total:
             return stats
         trajs = [t for g in groups for t in g]
-        by_traj: dict[int, list[TurnItem]] = {}
-        for it in items:
-            by_traj.setdefault(it.traj_index, []).append(it)
-        per_turn: list[TurnItem] = []
-        for k, its in by_traj.items():
-            traj = trajs[k]
-            if not self.whole_trajectory_ok(traj, [i.turn_index for i in its]):
-                per_turn += its
-                continue
+        whole, per_turn = self.split_by_pass(trajs, items)
+        for traj, its in whole:
             # One student forward for the whole trajectory; teacher contexts batched per micro-batch of turns.
             spans = traj.turn_spans()
             end = spans[max(i.turn_index for i in its)][1]

@@ -70,15 +70,8 @@ class GRPOTrainer(Trainer):
         active = items if self.ref_model is not None else [it for it in items if it.weight != 0.0]
         stats = {"loss": 0.0, "loss_tokens": total, "active_tokens": sum(len(i.action_ids) for i in active),
                  "adv_abs_mean": float(adv.abs().mean()) if len(adv) else 0.0}
-        by_traj: dict[int, list[TurnItem]] = {}
-        for it in active:
-            by_traj.setdefault(it.traj_index, []).append(it)
-        per_turn: list[TurnItem] = []
-        for k, its in by_traj.items():
-            traj = trajs[k]
-            if not self.whole_trajectory_ok(traj, [i.turn_index for i in its]):
-                per_turn += its
-                continue
+        whole, per_turn = self.split_by_pass(trajs, active)
+        for traj, its in whole:
             spans = traj.turn_spans()
             ids = traj.token_ids()[:spans[max(i.turn_index for i in its)][1]]
             sel = [spans[i.turn_index] for i in its]
