@@ -7,39 +7,37 @@
 
 from __future__ import annotations
 
+import importlib
+
 from hero_gym.agents.base import METHODS, TrainConfig, Trainer
 
 __all__ = ["METHODS", "TrainConfig", "Trainer", "trainer_class", "method_config_class", "make_trainer"]
 
 
+# method -> (module, Trainer subclass, config dataclass of the method's own settings); imported on first use
+_CLASSES = {
+    "grpo": ("hero_gym.agents.grpo", "GRPOTrainer", "GRPOConfig"),
+    "sdpo": ("hero_gym.agents.sdpo", "SDPOTrainer", "SDPOConfig"),
+    "full-demo": ("hero_gym.agents.full_demo", "FullDemoTrainer", "FullDemoConfig"),
+    "hero": ("hero_gym.agents.hero", "HEROTrainer", "HEROConfig"),
+}
+
+
+def _method_class(method: str, which: int):
+    if method not in tuple(_CLASSES):  # compared with ==, as the if-chain this replaces did (no hashing)
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    entry = _CLASSES[method]
+    return getattr(importlib.import_module(entry[0]), entry[which])
+
+
 def trainer_class(method: str):
     """The Trainer subclass of `method` (grpo, sdpo, full-demo, hero)."""
-    if method == "grpo":
-        from hero_gym.agents.grpo import GRPOTrainer as cls
-    elif method == "sdpo":
-        from hero_gym.agents.sdpo import SDPOTrainer as cls
-    elif method == "full-demo":
-        from hero_gym.agents.full_demo import FullDemoTrainer as cls
-    elif method == "hero":
-        from hero_gym.agents.hero import HEROTrainer as cls
-    else:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    return cls
+    return _method_class(method, 1)
 
 
 def method_config_class(method: str):
     """The config dataclass of `method`'s own settings."""
-    if method == "grpo":
-        from hero_gym.agents.grpo import GRPOConfig as cls
-    elif method == "sdpo":
-        from hero_gym.agents.sdpo import SDPOConfig as cls
-    elif method == "full-demo":
-        from hero_gym.agents.full_demo import FullDemoConfig as cls
-    elif method == "hero":
-        from hero_gym.agents.hero import HEROConfig as cls
-    else:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    return cls
+    return _method_class(method, 2)
 
 
 def make_trainer(config: TrainConfig, method_config=None, **kwargs) -> Trainer:
