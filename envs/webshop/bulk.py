@@ -20,10 +20,9 @@ import traceback
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import ijson
 import numpy as np
 
-from .products import GOAL_FIELDS, CatalogueError, carries, iter_prepared
+from .products import GOAL_FIELDS, CatalogueError, carries, iter_prepared, iter_records
 from .store import BlobWriter, PackedProducts, map_file
 
 # Files below this size are not worth a second process.
@@ -84,16 +83,6 @@ def find_cut(path: str | Path, size: int, window: int = 4 << 20) -> tuple[int, i
     return None
 
 
-def _records(stream: BinaryIO, label: str) -> Iterator[dict]:
-    try:
-        for i, obj in enumerate(ijson.items(stream, "item", use_float=True)):
-            if not isinstance(obj, dict):
-                raise CatalogueError(f"{label}: element {i} is a {type(obj).__name__}, expected a product object")
-            yield obj
-    except ijson.JSONError as e:
-        raise CatalogueError(f"{label}: not a valid JSON array of products ({e})") from e
-
-
 def pack_sequential(prepared: Iterator[dict], blob_path: Path | None):
     """Pack prepared products into ``blob_path`` (then memory-mapped) or, without one, into memory. Returns
     (products, (asin, pricing) pairs, goal positions)."""
@@ -144,7 +133,7 @@ def pack_stream(prepared: Iterator[dict], sink: BinaryIO) -> dict:
 
 def _pack_half(path, start, end, prefix, suffix, attrs, human, out_path) -> dict:
     with RangeReader(path, start, end, prefix, suffix) as stream, open(out_path, "wb") as sink:
-        return pack_stream(iter_prepared(_records(stream, str(path)), attrs, human, None, str(path)), sink)
+        return pack_stream(iter_prepared(iter_records(stream, str(path)), attrs, human, None, str(path)), sink)
 
 
 def _child(conn, *args) -> None:

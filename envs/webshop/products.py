@@ -9,7 +9,7 @@ import random
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import ijson
 
@@ -44,13 +44,18 @@ def iter_products(path: str | Path) -> Iterator[dict]:
         if not head.startswith(b"["):
             raise CatalogueError(f"{path}: not a valid JSON array of products (it does not start with '[')")
         f.seek(0)
-        try:
-            for i, obj in enumerate(ijson.items(f, "item", use_float=True)):
-                if not isinstance(obj, dict):
-                    raise CatalogueError(f"{path}: element {i} is a {type(obj).__name__}, expected a product object")
-                yield obj
-        except ijson.JSONError as e:
-            raise CatalogueError(f"{path}: not a valid JSON array of products ({e})") from e
+        yield from iter_records(f, str(path))
+
+
+def iter_records(stream: BinaryIO, label: str) -> Iterator[dict]:
+    """The product dicts of a JSON array read from `stream` (numbers as float); errors name `label`."""
+    try:
+        for i, obj in enumerate(ijson.items(stream, "item", use_float=True)):
+            if not isinstance(obj, dict):
+                raise CatalogueError(f"{label}: element {i} is a {type(obj).__name__}, expected a product object")
+            yield obj
+    except ijson.JSONError as e:
+        raise CatalogueError(f"{label}: not a valid JSON array of products ({e})") from e
 
 
 def load_mapping(path: str | Path | None) -> dict:
