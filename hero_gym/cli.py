@@ -66,6 +66,8 @@ def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None
     p.add_argument("--max-new-tokens", type=_positive_int, default=d.get("max_new_tokens", 256),
                    help="generation cap per turn (default %(default)s)")
     p.add_argument("--user", default=d.get("user"), help="tau envs: simulated user, 'scripted' or 'llm:POLICY_SPEC'")
+    p.add_argument("--judge", default=None,
+                   help="tau2 envs: policy spec of the judge that scores NL assertions (without one they are not evaluated)")
     p.add_argument("--batch-size", type=_positive_int, default=d.get("batch_size"),
                    help="episodes advanced together (default: " + ("%(default)s" if demo else "all") + ")")
     p.add_argument("--method", default=None, help="training method of the evaluated checkpoint (for budget sweeps)")
@@ -158,7 +160,7 @@ def _cmd_eval(args) -> int:
 
     store = run_eval(args.env, args.policy, args.out, split=args.split, k=args.k, max_turns=args.max_turns,
                      tasks=args.tasks, limit=args.limit, seed=args.seed, temperature=args.temperature,
-                     max_new_tokens=args.max_new_tokens, user=args.user, method=args.method,
+                     max_new_tokens=args.max_new_tokens, user=args.user, judge=args.judge, method=args.method,
                      train_budget=args.train_budget, batch_size=args.batch_size, progress=not args.no_progress,
                      policy_kwargs={"prefix_cache_mb": args.prefix_cache_mb} if _wants_cache(args) else None)
     print(f"run: {store.dir}")

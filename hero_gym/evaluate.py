@@ -88,6 +88,7 @@ def run_eval(
     temperature: float = 1.0,
     max_new_tokens: int = 256,
     user: str | None = None,
+    judge: str | None = None,
     method: str | None = None,
     train_budget: int | None = None,
     batch_size: int | None = None,
@@ -128,11 +129,18 @@ def run_eval(
     if limit is not None:
         task_list = task_list[: _positive_int("limit", limit)]
     user_obj = _user_kwarg(env_id, user)
+    extra_env = {} if user_obj is None else {"user": user_obj}
+    if judge is not None:
+        if "Tau2" not in env_id:
+            raise ValueError(f"--judge scores tau2's NL assertions; {env_id} has none")
+        extra_env["judge"] = _load_policy(judge, env_id)
 
     policy_name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
     config = {"env": env_id, "split": split, "policy": policy_name, "k": k, "max_turns": max_turns, "seed": int(seed),
               "method": method, "train_budget": train_budget, "temperature": float(temperature),
               "max_new_tokens": max_new_tokens, "user": user, "tasks": task_list}
+    if judge is not None:  # only when set, so runs stored before --judge existed still resume
+        config["judge"] = judge
     store = RunStore(out)
     with store.lock():
         store.init(config)
@@ -145,7 +153,7 @@ def run_eval(
             _run_pending(store, env_id, split, policy, policy_name, pending, wanted, done, seed=int(seed),
                          max_turns=max_turns, temperature=float(temperature), max_new_tokens=max_new_tokens,
                          method=method, train_budget=train_budget, batch_size=batch_size, progress=progress,
-                         env_kwargs={**(env_kwargs or {}), **({"user": user_obj} if user_obj is not None else {})})
+                         env_kwargs={**(env_kwargs or {}), **extra_env})
     return store
 
 
