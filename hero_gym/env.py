@@ -65,7 +65,8 @@ class TerminationReason(str, Enum):
 class TextEnv(gym.Env):
     """Base class for hero-gym's text environments (see the subclasses' docstrings for each env's contract)."""
 
-    metadata = {"render_modes": ["ansi"]}
+    # render_fps only silences Gymnasium's checker: "ansi" renders the last observation, there is no frame rate.
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
     default_max_turns = 30
 
     def __init__(self, *, max_turns: int | None = None, task_index: int | None = None, render_mode: str | None = None):

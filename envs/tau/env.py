@@ -119,7 +119,7 @@ class TauEnv(TextEnv):
     - v0: first release; v1 and tau2 HEAD data, copy-on-access database, cached gold states.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = TextEnv.metadata
     default_max_turns = 30
 
     def __init__(
