@@ -135,7 +135,7 @@ def path(dataset: str, relpath: str, *, verify: bool = True) -> Path:
     entry = manifest(dataset)["by_path"].get(relpath)
     if entry is None:
         raise ValueError(f"{relpath!r} is not a file of dataset {dataset!r}")
-    for candidate in _candidates(dataset, relpath):
+    for candidate in candidate_paths(dataset, relpath):
         if candidate.is_file():
             break
     else:
@@ -156,7 +156,8 @@ def path(dataset: str, relpath: str, *, verify: bool = True) -> Path:
     return candidate
 
 
-def _candidates(dataset: str, relpath: str) -> list[Path]:
+def candidate_paths(dataset: str, relpath: str) -> list[Path]:
+    """Where a dataset file is looked for, in order: the data directory, then installed data packages."""
     found = [data_dir() / relpath]
     extra = _package_sources.get(dataset)
     if extra is not None:

@@ -43,7 +43,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hero_gym.data import DataError, _candidates, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
+from hero_gym.data import DataError, candidate_paths, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
 
 TIMEOUT_S = 60
 _USER_AGENT = "hero-gym-data/0.1"
@@ -358,7 +358,7 @@ def data_main(argv: list[str] | None = None) -> int:
             note = f"  ({loose} unpinned: checked by size and partial sha256)" if loose else ""
             # files the data layer also finds inside installed data wheels (tau2)
             packaged = sum(not (data_dir() / f["path"]).is_file()
-                           and any(p.is_file() for p in _candidates(n, f["path"])[1:]) for f in files)
+                           and any(p.is_file() for p in candidate_paths(n, f["path"])[1:]) for f in files)
             if packaged:
                 note += f"  (+{packaged} from installed data packages)"
             print(f"{n:12s} {len(files):3d} files {size / 1e6:8.1f} MB  {present}/{len(files)} present in {data_dir()}"
