@@ -137,7 +137,9 @@ def build_configs(args, method: str, budget: int, seed: int, out: str):
         train["env_kwargs"] = {**train.get("env_kwargs", {}), "user": load_policy(args.user[4:], seed=seed)}
     cfg = TrainConfig(**train)
     cfg.validate()
-    return cfg, mcls(**mkw)
+    mc = mcls(**mkw)
+    mc.validate(cfg)
+    return cfg, mc
 
 
 def _run_one(args, method: str, budget: int, seed: int, out: str) -> dict:

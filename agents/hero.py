@@ -45,6 +45,11 @@ class HEROConfig(DistillConfig):
     max_transcript_chars: int = 24000
     """Whole-transcript cap (~6k tokens): longer episodes get a proportionally smaller per-message cap."""
 
+    def validate(self, train) -> None:
+        super().validate(train)
+        if self.reflect_mode not in ("trajectory", "per_turn"):
+            raise ValueError(f"reflect_mode must be trajectory or per_turn, got {self.reflect_mode!r}")
+
 
 class HEROTrainer(SelfDistillTrainer):
     """Self-distillation on turns the reflector diagnosed, teacher conditioned on observation + diagnosis + outcome."""
@@ -63,8 +68,6 @@ class HEROTrainer(SelfDistillTrainer):
 
     def prepare(self) -> None:
         super().prepare()
-        if self.method_config.reflect_mode not in ("trajectory", "per_turn"):
-            raise ValueError(f"reflect_mode must be trajectory or per_turn, got {self.method_config.reflect_mode!r}")
         self.reflect_template = load_prompt(self.method_config.reflect_template)
         self.reflect_turn_template = load_prompt(self.method_config.reflect_turn_template)
         self.teacher_template = load_prompt(self.method_config.teacher_template)

@@ -23,7 +23,12 @@ def test_parse_tasks():
     (["--method", "hero", "--tasks", "0-99999"], "task indices"),
     (["--method", "hero", "--set", "nonsense=1"], "no such field"),
     (["--method", "hero", "--set", "alpha=3"], "alpha"),
-    (["--method", "grpo", "--group-size", "1"], "group_size=1"),
+    (["--method", "grpo", "--group-size", "1", "--set", "allow_single_rollout=false"], "group_size=1"),
+    (["--method", "grpo", "--set", "ppo_epochs=0"], "ppo_epochs"),
+    (["--method", "grpo", "--set", "loss_agg=sum"], "loss_agg"),
+    (["--method", "grpo", "--temperature", "0.7", "--set", "old_logprobs=rollout"], "temperature 1"),
+    (["--method", "hero", "--set", "rl_coef=-1"], "rl_coef"),
+    (["--method", "hero", "--set", "rl_coef=1", "--set", "tis_cap=0"], "tis_cap"),
     (["--method", "sdpo", "--split", "dev"], "no split"),
 ])
 def test_train_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, match):
@@ -39,7 +44,13 @@ def test_sweep_dry_run_lists_every_run_and_checks_configs_first(tmp_path, capsys
     assert len(lines) == 8 and lines[0].split()[:3] == ["hero", "3", "0"]
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
     assert sweep_main(BASE + ["--methods", "hero,nope", "--budgets", "3", "--out", str(tmp_path)]) == 2
-    assert sweep_main(BASE + ["--methods", "grpo", "--budgets", "3", "--group-size", "1", "--out", str(tmp_path)]) == 2
+    # G = 1 is a first-class sweep setting (GRPO runs as a no-signal control); bad method settings stop the sweep
+    # before its first run.
+    assert sweep_main(BASE + ["--methods", "hero,grpo", "--budgets", "3", "--group-size", "1", "--out", str(tmp_path),
+                              "--dry-run"]) == 0
+    assert sweep_main(BASE + ["--methods", "hero,grpo", "--budgets", "3", "--set", "ppo_epochs=0",
+                              "--out", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
