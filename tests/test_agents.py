@@ -347,13 +347,17 @@ def test_evaluation_writes_harness_records(tmp_path):
 
 
 def test_ema_teacher_moves_towards_the_student_and_frozen_does_not(tmp_path):
-    ema = build(tmp_path / "e", "sdpo", cfg_kw={"steps": 1, "teacher": "ema", "teacher_update_rate": 0.5})
+    # An asymmetric rate: swapping teacher and student in the update, or using 1 - rate, gives other weights.
+    ema = build(tmp_path / "e", "sdpo", cfg_kw={"steps": 1, "teacher": "ema", "teacher_update_rate": 0.3})
     frozen = build(tmp_path / "f", "sdpo", cfg_kw={"steps": 1, "teacher": "frozen"})
     init = [p.detach().clone() for p in ema.model.parameters()]
     ema.train()
     frozen.train()
+    moved = 0.0
     for p0, pt, ps in zip(init, ema.teacher_model.parameters(), ema.model.parameters()):
-        torch.testing.assert_close(pt, 0.5 * p0 + 0.5 * ps)
+        torch.testing.assert_close(pt, 0.7 * p0 + 0.3 * ps)
+        moved += float((ps - p0).abs().sum())
+    assert moved > 0  # the student did move, so the check above can tell the rates apart
     for p0, pt in zip(init, frozen.teacher_model.parameters()):
         assert torch.equal(p0, pt)
     cur = build(tmp_path / "c", "sdpo", cfg_kw={"teacher": "current"})
