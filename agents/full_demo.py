@@ -88,6 +88,10 @@ class FullDemoTrainer(SelfDistillTrainer):
                 return demo
         return None
 
+    @property
+    def selection_stats(self) -> dict:
+        return {"trajectories_without_demo": sum(v is None for v in self._demos.values())}
+
     def prepare_groups(self, groups: list[list[Trajectory]]) -> None:
         self._demos = {}
         for group in groups:

@@ -34,7 +34,9 @@ class CountE(TextEnv):
     def _step_turn(self, action):
         if self._turns >= 3:
             return f"REPLY-{self._turns}: finished", min(1.0, action.count("e") / 4), True, None, {}
-        return f"REPLY-{self._turns}: you wrote {len(action)} characters", 0.0, False, None, {}
+        # Odd-length answers are "invalid" (the env still answers), so rollouts have an invalid-action rate.
+        return (f"REPLY-{self._turns}: you wrote {len(action)} characters", 0.0, False, None,
+                {"invalid": len(action) % 2 == 1})
 
 
 def toy_rollout(env_id, policy, specs, **kw):

@@ -283,6 +283,9 @@ def test_micro_batch_size_does_not_change_the_loss_or_gradient(tmp_path):
 @pytest.mark.parametrize("method", ["grpo", "sdpo", "full-demo", "hero"])
 def test_each_method_trains_end_to_end_and_logs(tmp_path, method):
     tr = build(tmp_path, method)
+    seen = []
+    collect = tr.collect
+    tr.collect = lambda step, micro: seen.append(collect(step, micro)) or seen[-1]
     before = [p.detach().clone() for p in tr.model.parameters()]
     history = tr.train()
     assert [h["step"] for h in history] == [1, 2]
@@ -291,6 +294,30 @@ def test_each_method_trains_end_to_end_and_logs(tmp_path, method):
     assert [r["step"] for r in log] == [1, 2] and all(r["method"] == method for r in log)
     changed = any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
     assert changed or method == "grpo" and all(h["active_tokens"] == 0 for h in history)
+    # What a scientist needs to say why a method does not learn, from the rollouts of that very step.
+    for rec, groups in zip(log, seen):
+        trajs = [t for g in groups for t in g]
+        turns = [turn for t in trajs for turn in t.turns]
+        assert rec["invalid_action_rate"] == sum(t.invalid for t in turns) / len(turns)
+        assert rec["gen_tokens"] == sum(len(t.action_token_ids) for t in turns) > 0
+        assert rec["mean_reward"] == pytest.approx(sum(t.reward for t in trajs) / len(trajs))
+        assert rec["success_rate"] == sum(t.success for t in trajs) / len(trajs)
+        assert rec["grad_norm"] >= 0 and math.isfinite(rec["loss"]) and rec["gen_tokens_per_s"] > 0
+        if method == "grpo":
+            assert rec["zero_adv_groups"] == sum(len({t.reward for t in g}) == 1 for g in groups)
+        else:
+            assert rec["selected_frac"] == rec["scored_turns"] / rec["turns"] and rec["turns"] == len(turns)
+    assert 0 < log[0]["invalid_action_rate"] < 1 or 0 < log[1]["invalid_action_rate"] < 1
+
+
+def test_logged_grad_norm_is_the_norm_before_clipping(tmp_path):
+    tr = build(tmp_path, "sdpo", cfg_kw={"max_grad_norm": 1e-6, "steps": 1, "export_model": False})
+    applied = []
+    tr.optimizer.register_step_pre_hook(lambda opt, args, kwargs: applied.append(float(torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in tr.model.parameters() if p.grad is not None])))))
+    [rec] = tr.train()
+    assert applied[0] == pytest.approx(1e-6, rel=1e-2)  # the update used clipped gradients ...
+    assert rec["grad_norm"] > 1e-5  # ... while the log shows how large they were
 
 
 @pytest.mark.parametrize("method", ["grpo", "hero"])
