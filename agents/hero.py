@@ -59,7 +59,7 @@ class HEROConfig(DistillConfig):
     """Whole-transcript cap (~6k tokens): longer episodes get a proportionally smaller per-message cap."""
     echo_threshold: float | None = 0.5
     """A reflection whose word n-grams come from its own prompt at this share or more is an echo, not a diagnosis
-    (SmolLM2-135M's per-turn reflections score 0.7-1.0, see RECIPE.md). None = no echo check."""
+    (small models such as SmolLM2-135M often answer by repeating the prompt). None = no echo check."""
     echo_ngram: int = 4
     """n of the word n-grams the echo check compares."""
 

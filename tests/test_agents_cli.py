@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hero_gym.agents.cli import parse_tasks, sweep_main, train_main
+from hero_gym.agents.cli import _Parser, _add_train_options, build_configs, parse_tasks, sweep_main, train_main
 
 BASE = ["--env", "hero_gym/WebShop-v0", "--model", "tiny", "--tasks", "0-2", "--group-size", "2", "--tasks-per-step",
         "1", "--steps", "1", "--max-new-tokens", "8"]
@@ -51,6 +51,17 @@ def test_sweep_dry_run_lists_every_run_and_checks_configs_first(tmp_path, capsys
     assert sweep_main(BASE + ["--methods", "hero,grpo", "--budgets", "3", "--set", "ppo_epochs=0",
                               "--out", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_set_reaches_the_methods_that_have_the_field(tmp_path):
+    p = _Parser(prog="t")
+    _add_train_options(p, sweep=True)
+    args = p.parse_args(BASE + ["--set", "rl_coef=0.5", "--set", "ppo_epochs=3", "--set", "loss_agg=sequence-mean",
+                                "--out", str(tmp_path)])
+    _, hero = build_configs(args, "hero", 3, 0, str(tmp_path / "h"))
+    _, grpo = build_configs(args, "grpo", 3, 0, str(tmp_path / "g"))
+    assert hero.rl_coef == 0.5 and hero.loss_agg == "sequence-mean" and not hasattr(hero, "ppo_epochs")
+    assert grpo.ppo_epochs == 3 and grpo.loss_agg == "sequence-mean" and not hasattr(grpo, "rl_coef")
 
 
 @pytest.mark.slow
