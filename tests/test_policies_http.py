@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from hero_gym.actions import parse_action
 from hero_gym.policies.base import ChatRequest
 from hero_gym.policies.http import OpenAIHTTPPolicy
 
@@ -156,10 +157,17 @@ def test_tool_call_reply_becomes_a_structured_action(stub):
     calls = [{"id": "c9", "type": "function",
               "function": {"name": "get_order_details", "arguments": '{"order_id": "#W1"}'}},
              {"id": "c10", "type": "function", "function": {"name": "other", "arguments": "{}"}}]
-    stub.script = [_reply("let me check", tool_calls=calls, finish="tool_calls")]
+    stub.script = [_reply(None, tool_calls=calls[:1], finish="tool_calls")]
     g = _policy(stub).generate([_req()])[0]
     assert json.loads(g.text) == {"name": "get_order_details", "arguments": {"order_id": "#W1"}}
     assert g.finish_reason == "tool_calls"
+    # Several calls with text: the OpenAI shape is kept; the env's parser runs the first (one call per turn),
+    # keeps the text as the call's content and counts the other call as dropped.
+    stub.script = [_reply("let me check", tool_calls=calls, finish="tool_calls")]
+    g = _policy(stub).generate([_req()])[0]
+    action = parse_action(g.text)
+    assert (action.kind, action.name, action.arguments) == ("tool", "get_order_details", {"order_id": "#W1"})
+    assert action.content == "let me check" and action.dropped_calls == 1
     stub.script = [_reply(None, tool_calls=[{"id": "c", "type": "function",
                                               "function": {"name": "f", "arguments": "{oops"}}])]
     assert json.loads(_policy(stub).generate([_req()])[0].text) == {"name": "f", "arguments": "{oops"}
