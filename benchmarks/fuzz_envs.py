@@ -83,6 +83,7 @@ def tau_actions(rng: random.Random, schemas: list[dict], pools: dict) -> str:
         return text[: rng.randint(0, len(text))]
     if kind == 9:
         return rng.choice(['{"tool_calls": "abc"}', '{"tool_calls": [null]}', '{"tool_calls": [{"function": "x"}]}',
+                           '{"name": "think", "arguments": ' + "[" * 101 + '"' + '\\"' * 9000,
                            '{"name": null}', '{"name": "think", "arguments": [1]}', "```json\n%s\n```" % json.dumps(call())])
     if kind == 10:
         return json.dumps(call(args={_odd_text(rng, 4): _odd_text(rng, 6)}))

@@ -44,7 +44,8 @@ _TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 _REACT_ACTION = re.compile(r"Action:\s*", re.S)
 MAX_JSON_DEPTH = 100  # tool arguments nest a few levels; this bound is far below any recursion limit
 MAX_INT_DIGITS = 4300  # Python's default int/str limit, fixed here so the process setting cannot change a result
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# A JSON string, or an unterminated one running to the end: every match attempt succeeds, so the scan is linear.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 

@@ -63,8 +63,10 @@ class TauEnv(TextEnv):
     Text (:class:`~hero_gym.env.AnyText`): one agent message per step, read by ``action_parser`` (default
     :func:`hero_gym.actions.parse_action`):
 
-    - a tool call, ``{"name": "get_order_details", "arguments": {"order_id": "#W2378156"}}`` or the Hermes/Qwen
-      form ``<tool_call>{...}</tool_call>`` (only the first call of a message runs, as upstream);
+    - a tool call, ``{"name": "get_order_details", "arguments": {"order_id": "#W2378156"}}``, the Hermes/Qwen
+      form ``<tool_call>{...}</tool_call>`` or an OpenAI assistant message ``{"content": ..., "tool_calls": [...]}``
+      (only the first call of a message runs, as upstream; the others are counted in
+      ``info["dropped_tool_calls"]``);
     - anything else is a message to the customer.
 
     An OpenAI-style assistant message dict can be turned into this text with :meth:`action_from_openai` or
@@ -72,7 +74,9 @@ class TauEnv(TextEnv):
     extra arguments, wrong JSON types, text over ``max_action_chars``) never raise: the observation is an error
     string shaped like upstream's (``Unknown action foo``, ``Error: GetOrderDetails.invoke() got an unexpected
     keyword argument 'foo'``), ``info["invalid"]`` is True with ``info["invalid_reason"]``, and the database is not
-    touched.
+    touched. JSON nested deeper than 100 levels and integers over 4,300 digits are refused with a fixed message,
+    so an observation never depends on the caller's stack depth. Stepping a finished episode raises RuntimeError;
+    bad constructor and ``reset`` arguments raise ValueError (:class:`~hero_gym.env.EnvArgumentError`).
 
     ## Observation Space
     Text: after reset, the customer's first message; after a tool call, the tool's output (``json.dumps`` of
