@@ -405,3 +405,14 @@ def test_several_tool_calls_are_dropped_counted_and_summarised(stub, tmp_path):
     assert store.load()[0].dropped_tool_calls == 2
     table = format_summary(summarize(load_frame([store.dir])))
     assert "dropped_calls" in table.splitlines()[0] and table.splitlines()[2].rstrip(" |").endswith("2")
+
+
+def test_generate_works_from_inside_an_event_loop(stub):
+    import asyncio
+
+    stub.script = [_reply("from a notebook")]
+
+    async def main():
+        return _policy(stub).generate([_req()])[0]
+
+    assert asyncio.run(main()).text == "from a notebook"
