@@ -408,7 +408,9 @@ def test_each_method_trains_in_webshop(tmp_path, method):
     if self_reflect:
         history = tr.train()
         assert tr.reflector is tr.policy
-        assert tr.counters["diagnosed_turns"] + tr.counters["undiagnosed_turns"] == sum(h["env_turns"] for h in history)
+        # every turn lands in exactly one selection class
+        assert sum(tr.counters.get(k, 0) for k in tr.TURN_CLASSES) == sum(h["env_turns"] for h in history)
+        assert all(sum(h[k] for k in tr.TURN_CLASSES) == h["turns"] == h["env_turns"] for h in history)
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
