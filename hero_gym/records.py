@@ -35,8 +35,8 @@ IDENTITY_KEYS = (
 # The flat (scalar) fields of an EpisodeRecord: what tables and Parquet hold.
 FLAT_FIELDS = (
     "run", "env", "split", "task", "attempt", "seed", "policy", "method", "train_budget", "max_turns", "success",
-    "reward", "turns", "termination_reason", "tokens_in", "tokens_out", "env_steps", "wall_time_s", "error",
-    "dropped_tool_calls",
+    "reward", "turns", "termination_reason", "tokens_in", "tokens_out", "env_steps", "wall_time_s", "gen_time_s",
+    "env_time_s", "started_at", "ended_at", "error", "dropped_tool_calls",
 )
 
 
@@ -242,6 +242,10 @@ def record_from_trajectory(
         tokens_out=int(traj.tokens_out),
         env_steps=int(traj.env_steps),
         wall_time_s=float(traj.wall_time_s),
+        gen_time_s=float(traj.gen_time_s),
+        env_time_s=float(traj.env_time_s),
+        started_at=traj.started_at,
+        ended_at=traj.ended_at,
         max_turns=max_turns,
         method=method,
         train_budget=train_budget,
