@@ -252,6 +252,7 @@ def run_episodes(
     batch_size: int | None = None,
     on_episode: Callable[[Trajectory], None] | None = None,
     num_env_workers: int | None = None,
+    keep_results: bool = True,
 ) -> list[Trajectory]:
     """Run `episodes` of `env_id` with `policy`; return one Trajectory per spec, in the same order.
 
@@ -265,6 +266,8 @@ def run_episodes(
         batch_size: most episodes live at once, i.e. the largest batch sent to the policy (None: all).
         on_episode: called with each Trajectory as soon as its episode ends (e.g. to store records for resume).
         num_env_workers: Ray shards (default: min(8, live episodes)); ignored by the local executor.
+        keep_results: False drops each Trajectory once `on_episode` has had it and returns an empty list, so a
+            long evaluation that stores episodes as they end runs in bounded memory.
     """
     episodes = list(episodes)
     if not all(isinstance(e, EpisodeSpec) for e in episodes):
@@ -309,7 +312,8 @@ def run_episodes(
         ep.finish_timing()
         releases.append(("release", ep.slot))
         free_slots.append(ep.slot)
-        results[ep.index] = ep.traj
+        if keep_results:
+            results[ep.index] = ep.traj
         if on_episode is not None:
             on_episode(ep.traj)
 
@@ -385,7 +389,7 @@ def run_episodes(
             envs.run(releases)
     finally:
         envs.close()
-    return results  # type: ignore[return-value]
+    return results if keep_results else []  # type: ignore[return-value]
 
 
 def _start(ep: _Episode, reset_out, tokenizer, model):
