@@ -113,10 +113,20 @@ def test_other_config_is_refused_before_writing(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
-def test_huge_k_is_refused_at_once(tmp_path, capsys):
-    assert _eval(tmp_path / "run", "--k", "1000000000000", "--tasks", "0") == 2
-    err = capsys.readouterr().err.strip()
-    assert "more than the 10,000 allowed" in err and len(err.splitlines()) == 1
+def test_huge_k_is_refused_at_once(tmp_path):
+    import resource
+
+    def cap_memory():  # a harness that built every episode key first would die here, not take the machine down
+        resource.setrlimit(resource.RLIMIT_DATA, (3 << 30, 3 << 30))
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    for k in ("1000000000000", "10001"):
+        proc = subprocess.run([sys.executable, "-m", "hero_gym.cli", "--plugin", "harness_toyenv", "eval", "--env",
+                               TOY_ID, "--policy", "harness_toyenv:even_solver", "--k", k, "--tasks", "0",
+                               "--no-progress", "--out", str(tmp_path / "run")], env=env, capture_output=True,
+                              text=True, timeout=120, preexec_fn=cap_memory)
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and "more than the 10,000 allowed" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
 
 
