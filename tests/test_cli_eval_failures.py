@@ -142,7 +142,8 @@ def test_another_k_on_a_finished_run_says_what_was_stored_and_asked(tmp_path, ca
 
 
 # ----- --out that cannot be a run directory ---------------------------------------------------------------------
-def test_bad_out_paths_get_one_line_each(tmp_path, capsys):
+def test_bad_out_paths_get_one_line_each(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where `--out ''` used to write its run
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
     busy = tmp_path / "busy"
@@ -155,7 +156,7 @@ def test_bad_out_paths_get_one_line_each(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err, (out, err)
     assert a_file.read_text() == "x" and sorted(p.name for p in busy.iterdir()) == ["thesis.tex"]
-    assert not (Path.cwd() / "episodes.jsonl").exists()
+    assert not (tmp_path / "episodes.jsonl").exists() and not (tmp_path / "run.json").exists()
 
 
 @pytest.fixture
