@@ -299,7 +299,7 @@ def format_summary(summary: pd.DataFrame) -> str:
     cols = [c for c in GROUP_KEYS if c in summary.columns and not (summary[c] == "-").all()]
     out = summary[cols + ["tasks", "episodes", "errors"]].copy()
     metrics = [c for c in summary.columns if c + "_cp_lo" in summary.columns]
-    if "k" in summary.columns and summary["k"].nunique() > 1:
+    if "k" in summary.columns and "mean@k" in summary.columns:  # rows with different (or unknown) k
         out["k"] = summary["k"]
     degenerate = False
     for metric in metrics:

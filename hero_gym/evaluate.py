@@ -187,9 +187,6 @@ class EvalOutcome:
     stored_attempts: int  # most attempts any selected task has stored
     errors: list  # EpisodeRecords (no trajectory) of the selected episodes whose latest try ended in error
 
-    def wanted(self, task: int, attempt: int) -> bool:
-        return attempt < self.k and task in set(self.tasks)
-
 
 
 
