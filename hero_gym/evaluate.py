@@ -14,12 +14,10 @@ chunks whose trajectories are dropped once stored, so memory does not grow with 
 from __future__ import annotations
 
 import difflib
-import importlib
 import itertools
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -89,7 +87,7 @@ POLICY_PREFIXES = ("hf:", "vllm:", "http:", "https:", "openai:", "scripted:")
 def check_policy_spec(spec: Any, env_id: str, what: str = "--policy") -> None:
     """Check a policy spec without loading a model: its form, the module and factory of ``module:factory``, that
     ``oracle``/``random`` have a baseline for the env. ValueError (with the nearest valid names) otherwise."""
-    from hero_gym.policies.scripted import SPEC_HELP
+    from hero_gym.policies.scripted import SPEC_HELP, resolve_factory
 
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"{what} is empty; {SPEC_HELP}")
@@ -107,22 +105,15 @@ def check_policy_spec(spec: Any, env_id: str, what: str = "--policy") -> None:
         return
     if Path(spec).expanduser().is_dir():
         return
-    module_name, colon, attr = spec.partition(":")
-    dotted = [*module_name.split("."), *attr.split(".")]
-    if not colon or not all(p.isidentifier() for p in dotted):
+    if ":" not in spec:
         raise ValueError(f"unknown policy spec {spec!r}{suggest(spec, BUILTIN_POLICIES)}; {SPEC_HELP}")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as load_policy does: `my_agent:make` is found beside the caller
     try:
-        obj = importlib.import_module(module_name)
+        obj = resolve_factory(spec)
     except ImportError as e:
-        raise ValueError(f"cannot load policy {spec!r}: cannot import module {module_name!r} ({e})") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            public = [n for n in dir(obj) if not n.startswith("_")]
-            raise ValueError(f"cannot load policy {spec!r}: {module_name!r} has no attribute {part!r}"
-                             f"{suggest(part, public)}")
-        obj = getattr(obj, part)
+        raise ValueError(f"cannot load policy {spec!r}: {e}") from None
+    except AttributeError as e:
+        public = [n for n in dir(e.obj) if not n.startswith("_")]
+        raise ValueError(f"cannot load policy {spec!r}: {e}{suggest(e.name, public)}") from None
     if not callable(obj):
         raise ValueError(f"cannot load policy {spec!r}: it is a {type(obj).__name__}, not a factory or a policy")
 

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hero_gym.records import RunStore
 from hero_gym.types import EpisodeRecord
+
+
+@pytest.fixture(autouse=True, scope="module")
+def toy_env():
+    """The toy env registered for a test module's duration (import it into the module to use it)."""
+    import harness_toyenv  # here, not at the top: modules that only build runs keep the real registry
+
+    harness_toyenv.register()
+    yield
+    harness_toyenv.unregister()
 
 
 def record(task: int, attempt: int, success: bool, *, env: str = "toy/Env-v0", split: str | None = "test",

@@ -9,16 +9,10 @@ from hero_gym.benchmarks.compare import compare
 from hero_gym.evaluate import run_eval
 
 import harness_toyenv
+from harness_fixtures import toy_env  # noqa: F401  (registers the toy env per module)
 from harness_toyenv import N_TASKS, TOY_ID
 
 DELAY = 0.02  # seconds per request of slow_even_solver
-
-
-@pytest.fixture(autouse=True, scope="module")
-def toy_env():
-    harness_toyenv.register()
-    yield
-    harness_toyenv.unregister()
 
 
 def test_generation_share_timestamps_and_real_wall_time(tmp_path, monkeypatch):

@@ -13,15 +13,9 @@ from hero_gym.records import LOCK, RunStore, RunStoreError
 from hero_gym.rollout import EpisodeSpec, run_episodes
 
 import harness_toyenv
+from harness_fixtures import toy_env  # noqa: F401  (registers the toy env per module)
 from harness_fixtures import make_run, record
 from harness_toyenv import TOY_ID, FlakyPolicy
-
-
-@pytest.fixture(autouse=True, scope="module")
-def toy_env():
-    harness_toyenv.register()
-    yield
-    harness_toyenv.unregister()
 
 
 def test_rollout_can_drop_trajectories_once_handed_over():
