@@ -18,13 +18,14 @@ import itertools
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from hero_gym.records import EPISODES, LOCK, RUN_JSON, RunStore, RunStoreError, record_from_trajectory
+from hero_gym.records import EPISODES, LOCK, RUN_JSON, RunStore, RunStoreError, printable, record_from_trajectory
 from hero_gym.registry import ENV_SPECS, EnvSpec
 
 MAX_K = 10_000  # attempts per task; pass@k beyond this is not a question anyone asks of a benchmark
@@ -315,7 +316,7 @@ def _run_pending(store, env_id, split, policy, policy_name, pending, *, total, w
     bar = tqdm(total=total, initial=done_before, disable=not progress, unit="ep", desc=env_id.split("/")[-1],
                dynamic_ncols=True)
     env_kwargs = {"split": split, "max_turns": max_turns, **env_kwargs}
-    ran = 0
+    ran, first_error_shown = 0, False
     try:
         while chunk := list(itertools.islice(pending, CHUNK)):
             specs = [EpisodeSpec(task_index=t, attempt=a, seed=episode_seed(seed, t, a), split=split) for t, a in chunk]
@@ -325,7 +326,7 @@ def _run_pending(store, env_id, split, policy, policy_name, pending, *, total, w
             stored: set[tuple[int, int]] = set()
 
             def on_episode(traj) -> None:
-                nonlocal wins, count
+                nonlocal wins, count, first_error_shown
                 key = (int(traj.task_index), traj.seed)
                 if key not in attempt_of:
                     raise RunStoreError(f"rollout returned an episode nobody asked for: task {traj.task_index}, "
@@ -336,6 +337,11 @@ def _run_pending(store, env_id, split, policy, policy_name, pending, *, total, w
                 store.append(record_from_trajectory(traj, attempt=attempt, policy=policy_name, max_turns=max_turns,
                                                     method=method, train_budget=train_budget, run=store.dir.name))
                 stored.add((key[0], attempt))
+                if traj.error is not None and not first_error_shown:
+                    first_error_shown = True  # say it now: a dead server should not wait for the end of the run
+                    message = " ".join(str(traj.error).split())[:300]
+                    tqdm.write(printable(f"episode error (task {key[0]}, attempt {attempt}): {message}; stored, not "
+                                         "scored, retried by the next run"), file=sys.stderr)
                 if traj.error is None:  # an errored episode is no result: the bar counts results only
                     wins, count = wins + bool(traj.success), count + 1
                     bar.update(1)

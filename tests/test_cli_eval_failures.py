@@ -40,6 +40,7 @@ def test_errored_episode_is_no_result_exits_1_and_is_retried_on_resume(tmp_path,
     err_lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(err_lines) == 1 and "2 of 12 episode(s) ended in error" in err_lines[0]
     assert "task 2 attempt 0" in err_lines[0] and FlakyPolicy.ERROR_TEXT in err_lines[0]
+    assert captured.err.count("episode error (task 2, attempt 0)") == 1  # said when it happened, once
     # the table scores the 10 results: tasks 0 and 4 solved, 1, 3, 5 not; task 2 is absent, not a failure
     assert "mean@2" in captured.out and "2 episode(s) ended in error" in captured.out
     store = RunStore(out)
