@@ -129,7 +129,10 @@ def check_out_dir(out: Any) -> Path:
         raise ValueError(f"--out {out} exists and is not a directory; a run is a directory of {RUN_JSON} and "
                          f"{EPISODES}: name a new or existing run directory")
     if path.is_dir():
-        extra = sorted(p.name for p in path.iterdir() if p.name not in (RUN_JSON, EPISODES, LOCK, RUN_JSON + ".tmp"))
+        try:
+            extra = sorted(p.name for p in path.iterdir() if p.name not in (RUN_JSON, EPISODES, LOCK, RUN_JSON + ".tmp"))
+        except OSError as e:
+            raise ValueError(f"--out {out}: cannot read the directory ({e.strerror})") from None
         if extra and not (path / RUN_JSON).is_file() and not (path / EPISODES).is_file():
             raise ValueError(f"--out {out} is a directory that holds other files ({', '.join(extra[:3])}"
                              f"{', ...' if len(extra) > 3 else ''}) and no run; name a new or empty directory")
@@ -147,7 +150,7 @@ def check_out_dir(out: Any) -> Path:
 
 
 def _user_kwarg(env_id: str, user: str | None, load: bool) -> Any:
-    """The env's `user=` argument from the CLI's --user text (tau envs only); only checked when not `load`."""
+    """The env's `user=` argument from the CLI's --user text (tau envs only); with load=False, only checked."""
     if user is None:
         return None
     if "tau" not in env_spec(env_id).entry_point:
