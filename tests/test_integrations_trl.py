@@ -23,7 +23,7 @@ def _call_as_trl_would(env, action: str, family: str) -> str:
         kind, _, arg = action.partition("[")
         return getattr(env, kind)(arg[:-1])
     parsed = parse_action(action)
-    if parsed.kind == "tool_call":
+    if parsed.kind == "tool":
         return getattr(env, parsed.name)(**parsed.arguments)
     return env.send_message_to_customer(action)
 
