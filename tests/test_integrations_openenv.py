@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("openenv.core", reason="the openenv extra (make test installs it)")
 
 from hero_gym.integrations.openenv import EnvServerError, OpenEnvClientEnv  # noqa: E402
-from tests.integration_helpers import oracle_episode  # noqa: E402
+from integration_helpers import oracle_episode  # noqa: E402
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ from hero_gym.actions import parse_action  # noqa: E402
 from hero_gym.integrations.trl import (  # noqa: E402
     env_reward, environment_factory, make_rollout_func, task_dataset)
 from hero_gym.policies.models import tiny_model  # noqa: E402
-from tests.integration_helpers import oracle_episode  # noqa: E402
+from integration_helpers import oracle_episode  # noqa: E402
 
 
 def _call_as_trl_would(env, action: str, family: str) -> str:
