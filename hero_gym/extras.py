@@ -16,7 +16,7 @@ EXTRAS = {
     "vllm": "vLLM serving",
     "ray": "Ray env workers",
     "trl": "the TRL adapter (hero_gym.integrations.trl)",
-    "inspect": "the Inspect AI adapter (hero_gym.integrations.inspect_ai)",
+    "inspect": "the Inspect AI adapter (hero_gym.integrations.inspect_tasks)",
     "openenv": "the OpenEnv server and client (hero_gym.integrations.openenv)",
 }
 
