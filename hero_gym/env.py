@@ -309,9 +309,10 @@ def _calling_time_limit() -> int | None:
         if frame is None:
             break
         owner = frame.f_locals.get("self")
+        if not isinstance(owner, (gym.Env, gym.Wrapper)) and \
+                not str(frame.f_globals.get("__name__", "")).startswith("gymnasium."):
+            break  # left the wrappers (and Gymnasium's own helpers between them) around this env
         if isinstance(owner, gym.wrappers.TimeLimit):
             limits.append(owner._max_episode_steps)
-        elif owner is not None and not isinstance(owner, (gym.Env, gym.Wrapper)):
-            break  # left the wrapper chain
         frame = frame.f_back
     return min(limits) if limits else None

@@ -27,6 +27,7 @@ next call, within ``message_timeout_s`` at worst, never a hang.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -41,6 +42,7 @@ from openenv.core.env_server.http_server import create_fastapi_app  # noqa: E402
 from openenv.core.env_server.interfaces import Environment  # noqa: E402
 from openenv.core.env_server.types import Action, Observation, State  # noqa: E402
 from pydantic import Field  # noqa: E402
+from websockets.exceptions import WebSocketException  # noqa: E402
 
 from hero_gym.env import AnyText  # noqa: E402
 
@@ -178,11 +180,8 @@ class OpenEnvClientEnv(gym.Env):
             if str(e).startswith("Server error"):  # the env raised on the server (e.g. a bad task_index)
                 raise ValueError(f"OpenEnv server at {self.base_url}: {e}") from None
             raise EnvServerError(f"OpenEnv server at {self.base_url} failed during {what}: {e}") from e
-        except (ConnectionError, OSError, TimeoutError) as e:
+        except (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, WebSocketException) as e:
             raise EnvServerError(f"OpenEnv server at {self.base_url} is unreachable or went away during {what}: "
-                                 f"{type(e).__name__}: {e}") from e
-        except Exception as e:  # websockets' ConnectionClosed and friends: the server is gone
-            raise EnvServerError(f"OpenEnv server at {self.base_url} went away during {what}: "
                                  f"{type(e).__name__}: {e}") from e
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
