@@ -68,7 +68,7 @@ def test_streaming_does_not_hold_the_file(files):
 @pytest.mark.parametrize("packed", [False, True])
 def test_cache_roundtrip_and_invalidation(files, tmp_path, monkeypatch, packed):
     first = _load(files, tmp_path, packed=packed)
-    cached = list(tmp_path.glob("catalogue-*.pkl"))
+    cached = list(tmp_path.glob("catalogue-*.npz"))
     assert len(cached) == 1
     assert len(list(tmp_path.glob("catalogue-*.blobs"))) == int(packed)
     assert not list(tmp_path.glob("*.tmp"))
@@ -89,8 +89,8 @@ def test_cache_roundtrip_and_invalidation(files, tmp_path, monkeypatch, packed):
     os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     cat_mod._loaded.clear()
     rebuilt = _load(files, tmp_path, packed=packed)
-    assert len(list(tmp_path.glob("catalogue-*.pkl"))) == 2 and len(rebuilt.products) == N
-    newest = max(tmp_path.glob("catalogue-*.pkl"), key=os.path.getmtime)
+    assert len(list(tmp_path.glob("catalogue-*.npz"))) == 2 and len(rebuilt.products) == N
+    newest = max(tmp_path.glob("catalogue-*.npz"), key=os.path.getmtime)
     if packed:  # a truncated blob file no longer matches its offsets
         blobs = newest.with_suffix(".blobs")
         blobs.write_bytes(blobs.read_bytes()[:-10])
