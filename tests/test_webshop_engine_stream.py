@@ -230,3 +230,26 @@ def test_index_of_a_packed_catalogue_in_two_processes(files, tmp_path):
     ranked = [float(scores[pos[a]]) for a in hits]
     assert len(hits) == 50 and ranked == sorted(ranked, reverse=True)
     assert scores[3] > 0 and ranked[-1] >= np.sort(scores)[-50]
+
+
+def test_goal_table_is_cached_beside_the_catalogue(files, tmp_path, monkeypatch):
+    from hero_gym.envs.webshop import goal_table as gt
+    from hero_gym.envs.webshop.goals import goal_table
+
+    cat = _load(files, tmp_path, packed=True)
+    goals = build_goals(cat, "synthetic")
+    assert len(goals) > N // 4 and len(list(tmp_path.glob("goals-*-synthetic-seed0.npz"))) == 1
+
+    def no_build(*a, **k):
+        raise AssertionError("goal table rebuilt although a valid cache exists")
+
+    monkeypatch.setattr(gt, "build_table", no_build)
+    table = goal_table(cat, "synthetic")
+    assert len(table) == len(goals) and list(table) == goals
+    assert table[-1] == goals[-1] and table[3:6] == goals[3:6]
+    assert table[0] is not table[0]  # a fresh dict each time: callers cannot corrupt the table
+    with pytest.raises(IndexError):
+        table[len(goals)]
+    # Another seed's bounds are another table (and a build).
+    with pytest.raises(AssertionError, match="rebuilt"):
+        goal_table(cat, "synthetic", seed=1)
