@@ -236,6 +236,7 @@ def test_goal_table_is_cached_beside_the_catalogue(files, tmp_path, monkeypatch)
     from hero_gym.envs.webshop import goal_table as gt
     from hero_gym.envs.webshop.goals import goal_table
 
+    monkeypatch.setattr(cat_mod, "_loaded", {})  # this tmp_path's catalogue, not one memoised by another test
     cat = _load(files, tmp_path, packed=True)
     goals = build_goals(cat, "synthetic")
     assert len(goals) > N // 4 and len(list(tmp_path.glob("goals-*-synthetic-seed0.npz"))) == 1
