@@ -97,6 +97,8 @@ def test_planted_search_index_is_rebuilt_not_unpickled(files, tmp_path):
     assert not marker.exists()
     query = cat.products[3]["Title"]
     assert np.array_equal(again.scores(query), fresh.scores(query)) and again.search(query)
+    # The planted folder was replaced by the rebuilt index, which the next start memory-maps.
+    assert isinstance(SearchEngine(cat)._bm25.scores["data"], np.memmap) and not marker.exists()
 
 
 def test_planted_goal_table_is_rebuilt_not_unpickled(files, tmp_path):

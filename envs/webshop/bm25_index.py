@@ -18,7 +18,7 @@ from .analysis import _term, _words_bag, document_text
 from .cache_files import read_npz, write_npz
 
 K1, B = 0.9, 0.4
-INDEX_FORMAT = 2  # bump when analysis, scoring or the files change, so cached indexes are rebuilt (2: meta.json)
+INDEX_FORMAT = 2  # bump when analysis, scoring or the files change, so cached indexes are rebuilt (2: JSON + npy)
 # Catalogues at least this big are analysed by two processes (analysis is ~0.3 ms a document).
 PARALLEL_MIN_DOCS = 100_000
 
@@ -179,15 +179,32 @@ def build_index(products, chunk: int = 20_000, workers: int | None = None) -> tu
 _ARRAYS = ("data", "indices", "indptr")
 
 
-def _save_index(folder: Path, vocab: dict[str, int], matrix: dict) -> None:
+def asin_rank(asins: list[str]) -> np.ndarray:
+    """Position of each ASIN in sorted order (Anserini breaks score ties by document id); sorting 1.18M strings
+    takes a second, so it is cached with the index."""
+    order = np.argsort(np.array(asins), kind="stable")
+    rank = np.empty(len(asins), dtype=np.int64)
+    rank[order] = np.arange(len(asins))
+    return rank
+
+
+def _save_index(folder: Path, vocab: dict[str, int], matrix: dict, rank: np.ndarray) -> None:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
     try:
         for name in _ARRAYS:
             np.save(tmp / f"{name}.npy", matrix[name], allow_pickle=False)
+        np.save(tmp / "asin_rank.npy", rank, allow_pickle=False)
         # The vocabulary as a JSON list in id order: nothing in the folder is unpickled on load.
         meta = {"format": INDEX_FORMAT, "terms": list(vocab), "num_docs": matrix["num_docs"]}
         (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=True), encoding="ascii")
-        os.replace(tmp, folder)  # atomic publish; a concurrent builder's copy wins or loses as a whole
+        try:
+            os.replace(tmp, folder)  # atomic publish; a concurrent builder's copy wins or loses as a whole
+        except OSError:
+            # A folder is already there (it failed to load, or a concurrent build published first): replace it,
+            # so a torn or foreign index is not rebuilt on every start.
+            if _load_index(folder, matrix["num_docs"]) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
     except OSError:
         pass  # an unwritable cache only costs rebuild time
     finally:
@@ -207,9 +224,12 @@ def _load_index(folder: Path, n_docs: int):
         indptr = matrix["indptr"]
         if len(indptr) != len(vocab) + 1 or not int(indptr[-1]) == len(matrix["data"]) == len(matrix["indices"]):
             return None
+        rank = np.load(folder / "asin_rank.npy", allow_pickle=False)
+        if rank.shape != (n_docs,) or rank.dtype != np.int64:
+            return None
     except Exception:  # missing, torn or foreign: rebuild
         return None
     matrix["num_docs"] = n_docs
-    return vocab, matrix
+    return vocab, matrix, rank
 
 

@@ -47,8 +47,9 @@ CACHE_ENV_VAR = "HERO_GYM_CACHE"
 # Up to this many products, every title's nouns are tagged at build time and cached with the catalogue (1k: ~2 s).
 # Above it (the 1.18M full scrape would take ~20 min), titles are tagged on first purchase (a few ms) and memoised.
 NOUN_PRECOMPUTE_ALL_MAX = 50_000
-# Product files at least this big are kept packed (one JSON blob per product, see store.py), not as dicts.
-PACKED_MIN_BYTES = 256 << 20
+# Product files at least this big are kept packed (one JSON blob per product, see store.py), not as dicts: the
+# cache of an unpacked catalogue is one JSON document, and reloading 100 MB of it takes seconds.
+PACKED_MIN_BYTES = 32 << 20
 
 
 _SETTINGS = {
@@ -226,8 +227,8 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
     products; ``num_products`` keeps only the first N raw records, as upstream's ``num_products``. The result is
     memoised in-process and cached under ``cache_dir`` (default ``$HERO_GYM_CACHE/webshop`` or
     ``~/.cache/hero_gym/webshop``); ``use_cache=False`` rebuilds from the inputs and stores nothing. ``packed``
-    keeps products as JSON blobs decoded on access (default: for product files of 256 MiB or more, i.e. the
-    full scrape). Callers must treat the catalogue as read-only: envs share it.
+    keeps products as JSON blobs decoded on access (default: for product files of 32 MiB or more, e.g. the
+    full scrape; not the 1k one). Callers must treat the catalogue as read-only: envs share it.
     """
     if setting not in _SETTINGS:
         raise ValueError(f"unknown WebShop setting {setting!r}; expected one of {sorted(_SETTINGS)}")

@@ -150,10 +150,8 @@ class GoalTable(Sequence):
         if kind not in KINDS:
             raise ValueError(f"unknown goal kind {kind!r}; expected one of {KINDS}")
         self.catalogue, self.kind, self.columns = catalogue, kind, columns
-        self._position = columns["position"].tolist()
-        self._variant = columns["variant"].tolist()
-        self._bound = columns["bound"].tolist()
-        self._weight = columns["weight"].tolist()
+        self._position, self._variant = columns["position"], columns["variant"]
+        self._bound, self._weight = columns["bound"], columns["weight"]
 
     def __len__(self) -> int:
         return len(self._position)
@@ -168,12 +166,12 @@ class GoalTable(Sequence):
         if not -n <= i < n:
             raise IndexError(f"goal index {i} out of range for {n} goals")
         i %= n
-        product = self.catalogue.products[self._position[i]]
-        bound = self._bound[i]
+        product = self.catalogue.products[int(self._position[i])]
+        bound = float(self._bound[i])
         upper = NO_PRICE_BOUND if bound == NO_PRICE_BOUND else bound
         if self.kind == "synthetic":
-            return _synthetic_goal(product, self._variant[i], upper, self._weight[i])
-        return _human_goal(product, self._variant[i], upper)
+            return _synthetic_goal(product, int(self._variant[i]), upper, float(self._weight[i]))
+        return _human_goal(product, int(self._variant[i]), upper)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))

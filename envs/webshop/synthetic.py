@@ -28,6 +28,8 @@ _COMMON = (
     "serum cream brush mirror chair sofa rug curtain blanket speaker camera tripod keyboard mouse bottle"
 ).split()
 _WORDS = _COMMON  # attributes and category paths use the common words
+# Bump when the generator's output changes (benchmarks name their cached input files with it).
+GENERATOR_VERSION = 2
 VOCABULARY_SIZE = 300_000
 # The word of rank r is drawn with probability ~ 1 / (r + ZIPF_Q) (Mandelbrot's form of Zipf's law, exponent 1).
 ZIPF_Q = 50.0
@@ -148,63 +150,3 @@ def write_synthetic_attributes(path: str | Path, n: int, *, seed: int = 0, instr
     Path(path).write_text(json.dumps(out), encoding="utf-8")
     return Path(path)
 
-
-def benchmark_catalogue(n: int, workdir: str | Path, *, seed: int = 0, queries: int = 200) -> dict:
-    """Time the WebShop engine on an ``n``-product synthetic catalogue written under ``workdir``: cold build (parse,
-    clean, pack, cache), cached reload, search-index build and reload, mean query and Buy Now (reward) time.
-
-    Returns seconds (ms for per-call figures) plus the file size, for benchmarks/bench_webshop.py to report.
-    Title nouns are left to the lazy path (as for the full catalogue), so spaCy loads once, outside the timings.
-    """
-    import time
-
-    from . import catalogue as cat_mod
-    from .goals import build_goals
-    from .reward import get_reward
-    from .search import SearchEngine
-    from .text import title_nouns
-
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    items = workdir / f"items_{n}.json"
-    attrs = workdir / f"attrs_{n}.json"
-    if not items.exists():
-        write_synthetic_catalogue(items, n, seed=seed)
-    if not attrs.exists():
-        write_synthetic_attributes(attrs, n, seed=seed)
-    cache = workdir / "cache"
-    kw = dict(items_path=items, attrs_path=attrs, cache_dir=cache, packed=True)
-    title_nouns("warm up the tagger")
-    out: dict = {"products": n, "file_bytes": items.stat().st_size}
-    old_max = cat_mod.NOUN_PRECOMPUTE_ALL_MAX
-    cat_mod.NOUN_PRECOMPUTE_ALL_MAX = 0
-    try:
-        for f in cache.glob("*"):
-            if f.is_file():
-                f.unlink()
-        cat_mod._loaded.clear()
-        t = time.perf_counter()
-        cat = cat_mod.load_catalogue("full", **kw)
-        out["build_s"] = time.perf_counter() - t
-        cat_mod._loaded.clear()
-        t = time.perf_counter()
-        cat = cat_mod.load_catalogue("full", **kw)
-        out["cached_reload_s"] = time.perf_counter() - t
-    finally:
-        cat_mod.NOUN_PRECOMPUTE_ALL_MAX = old_max
-    t = time.perf_counter()
-    SearchEngine(cat)
-    out["search_build_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    engine = SearchEngine(cat)
-    out["search_reload_s"] = time.perf_counter() - t
-    goals = build_goals(cat, "synthetic", seed=seed)[:queries]
-    t = time.perf_counter()
-    hits = [engine.search(g["instruction_text"]) for g in goals]
-    out["search_ms"] = (time.perf_counter() - t) / len(goals) * 1000
-    t = time.perf_counter()
-    for g, h in zip(goals, hits):
-        asin = h[0] if h else g["asin"]
-        get_reward(cat.by_asin[asin], g, cat.prices[asin], {})
-    out["buy_now_ms_cold_nouns"] = (time.perf_counter() - t) / len(goals) * 1000
-    return out
