@@ -87,30 +87,44 @@ def measure_steps(env: WebShopEnv, episodes: int) -> dict[str, dict]:
 
 
 _START = r"""
-import json, sys, time
-t0 = time.perf_counter()
-from hero_gym.envs.webshop import env as env_mod
+import json, resource, sys, time
+
+
+def clock():
+    # wall, and CPU of this process plus its finished children (the two-core builds fork a worker)
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+out = {}
+start = last = clock()
+
+
+def stage(name):
+    global last
+    now = clock()
+    out[name] = [now[0] - last[0], now[1] - last[1]]
+    last = now
+
+
+from hero_gym.envs.webshop import env as env_mod, goals, reward, search  # noqa: E401,F401
 from hero_gym.envs.webshop.catalogue import load_catalogue
+stage("imports")
 args = json.loads(sys.argv[1])
-out = {"imports": time.perf_counter() - t0}
 setting, paths = args["setting"], args["paths"]
-t_all = t = time.perf_counter()
+after_imports = last
 cat = load_catalogue(setting, **paths)
-out["catalogue"] = time.perf_counter() - t
-t = time.perf_counter()
+stage("catalogue")
 env_mod.get_shop(setting, 0, **paths)  # the search index, and the shop around it
-out["index"] = time.perf_counter() - t
-t = time.perf_counter()
-goals = env_mod.get_goals("synthetic", setting, 0, **paths)
-out["goals"] = time.perf_counter() - t
-t = time.perf_counter()
+stage("index")
+goal_list = env_mod.get_goals("synthetic", setting, 0, **paths)
+stage("goals")
 env = env_mod.WebShopEnv(setting=setting, **paths)  # the rest (the stages above are memoised in-process)
-out["env_rest"] = time.perf_counter() - t
-out["env_total"] = time.perf_counter() - t_all
-t = time.perf_counter()
+stage("env_rest")
+out["env_total"] = [last[0] - after_imports[0], last[1] - after_imports[1]]
 env.reset(options={"task_index": 0})
-out["first_reset"] = time.perf_counter() - t
-out["products"], out["n_goals"] = len(cat), len(goals)
+stage("first_reset")
+out["products"], out["n_goals"] = len(cat), len(goal_list)
 print(json.dumps(out))
 """
 STAGES = ("imports", "catalogue", "index", "goals", "env_rest", "env_total", "first_reset")
@@ -140,11 +154,13 @@ def _starts_lines(title: str, res: dict) -> list[str]:
              "env_rest": "rest of WebShopEnv()", "env_total": "**env construction total** (after imports)",
              "first_reset": "first reset"}
     lines = [f"### {title}: cold and warm starts (fresh process each)", "",
-             f"{cold['products']:,} products, {cold['n_goals']:,} synthetic goals. Warm: median of {len(warm)} "
-             f"(min-max).", "", "| stage | cold s | warm s |", "|---|---|---|"]
+             f"{cold['products']:,} products, {cold['n_goals']:,} synthetic goals. Wall and CPU seconds (CPU: this "
+             f"process and its worker); warm: median of {len(warm)} (min-max).", "",
+             "| stage | cold wall | cold CPU | warm wall | warm CPU |", "|---|---|---|---|---|"]
     for k in STAGES:
-        w = [x[k] for x in warm]
-        lines.append(f"| {names[k]} | {cold[k]:.2f} | {statistics.median(w):.2f} ({min(w):.2f}-{max(w):.2f}) |")
+        w, c = [x[k][0] for x in warm], [x[k][1] for x in warm]
+        lines.append(f"| {names[k]} | {cold[k][0]:.2f} | {cold[k][1]:.2f} | {statistics.median(w):.2f} "
+                     f"({min(w):.2f}-{max(w):.2f}) | {statistics.median(c):.2f} ({min(c):.2f}-{max(c):.2f}) |")
     return lines + [""]
 
 

@@ -218,8 +218,9 @@ def _load_index(folder: Path, n_docs: int):
             return None
         # allow_pickle=False: an object array planted in the folder is refused, never unpickled.
         matrix = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
-        vocab = {t: i for i, t in enumerate(meta["terms"])}
-        if len(vocab) != len(meta["terms"]) or not all(isinstance(t, str) for t in vocab):
+        terms = meta["terms"]
+        vocab = dict(zip(terms, range(len(terms))))
+        if len(vocab) != len(terms):
             return None
         indptr = matrix["indptr"]
         if len(indptr) != len(vocab) + 1 or not int(indptr[-1]) == len(matrix["data"]) == len(matrix["indices"]):

@@ -125,7 +125,7 @@ class PackedIndex(Mapping):
 
     def __init__(self, products: PackedProducts):
         self.products = products
-        self.position = {a: i for i, a in enumerate(products.asins)}
+        self.position = dict(zip(products.asins, range(len(products.asins))))
 
     def __getitem__(self, asin: str) -> dict:
         return self.products[self.position[asin]]
