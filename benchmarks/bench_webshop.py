@@ -176,38 +176,45 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--large-n", type=int, default=100_000, help="products in the synthetic catalogue (0: skip)")
     ap.add_argument("--workdir", default="/tmp/webshop-bench")
     ap.add_argument("--warm-repeats", type=int, default=3)
+    ap.add_argument("--text-scale", type=float, default=1.0,
+                    help="shorten the synthetic products' texts (e.g. 0.1: full-scale counts, quicker to build)")
+    ap.add_argument("--skip-1k", action="store_true", help="only the synthetic catalogue")
+    ap.add_argument("--no-steps", action="store_true", help="skip the step-latency tables")
     ap.add_argument("--no-starts", action="store_true", help="skip the (slow) cold/warm start measurements")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     lines = [f"Command: `{' '.join(['python -m hero_gym.benchmarks.bench_webshop'] + (argv or sys.argv[1:]))}`", ""]
 
-    if not args.no_starts:
+    if not args.no_starts and not args.skip_1k:
         lines += _starts_lines("1k catalogue", measure_starts("1k", work / "cache-1k", args.warm_repeats))
-    env = WebShopEnv(max_turns=100, cache_dir=str(work / "cache-1k"))
-    lines += _table("1k catalogue, synthetic goals (test split)", measure_steps(env, args.episodes))
+    if not args.no_steps and not args.skip_1k:
+        env = WebShopEnv(max_turns=100, cache_dir=str(work / "cache-1k"))
+        lines += _table("1k catalogue, synthetic goals (test split)", measure_steps(env, args.episodes))
 
     if args.large_n:
         from hero_gym.envs.webshop.synthetic import (
             GENERATOR_VERSION, write_synthetic_attributes, write_synthetic_catalogue,
         )
 
-        tag = f"{args.large_n}_g{GENERATOR_VERSION}"
+        tag = f"{args.large_n}_g{GENERATOR_VERSION}" + (f"_t{args.text_scale:g}" if args.text_scale != 1 else "")
         items, attrs = work / f"items_{tag}.json", work / f"attrs_{tag}.json"
         if not items.exists() or not attrs.exists():
             t = time.perf_counter()
-            write_synthetic_catalogue(items, args.large_n)
+            write_synthetic_catalogue(items, args.large_n, text_scale=args.text_scale)
             write_synthetic_attributes(attrs, args.large_n)
             lines += [f"Synthetic catalogue of {args.large_n} products written in {time.perf_counter() - t:.1f} s "
                       f"({items.stat().st_size / 1e6:.0f} MB).", ""]
         paths = {"items_path": str(items), "attrs_path": str(attrs)}
         if not args.no_starts:
             starts = measure_starts("full", work / "cache-large", args.warm_repeats, **paths)
+            scale = f", texts scaled by {args.text_scale:g}" if args.text_scale != 1 else ""
             lines += _starts_lines(f"synthetic {args.large_n:,}-product catalogue "
-                                   f"({items.stat().st_size / 1e9:.2f} GB raw)", starts)
-        big = WebShopEnv(setting="full", max_turns=100, cache_dir=str(work / "cache-large"), **paths)
-        lines += _table(f"synthetic {args.large_n}-product catalogue, synthetic goals (test split)",
-                        measure_steps(big, args.episodes))
+                                   f"({items.stat().st_size / 1e9:.2f} GB raw{scale})", starts)
+        if not args.no_steps:
+            big = WebShopEnv(setting="full", max_turns=100, cache_dir=str(work / "cache-large"), **paths)
+            lines += _table(f"synthetic {args.large_n}-product catalogue, synthetic goals (test split)",
+                            measure_steps(big, args.episodes))
     print("\n".join(lines))
 
 

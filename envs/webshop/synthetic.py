@@ -74,8 +74,10 @@ class _Words:
         return " ".join(self.pool[self.at - n:self.at])
 
 
-def synthetic_product(rng: random.Random, i: int) -> dict:
-    """One raw product record (the shape ``items_shuffle.json`` entries have before loading)."""
+def synthetic_product(rng: random.Random, i: int, text_scale: float = 1.0) -> dict:
+    """One raw product record (the shape ``items_shuffle.json`` entries have before loading). ``text_scale``
+    shortens the description, notes and bullet points (e.g. 0.1 for a catalogue with the full scrape's number of
+    products, goals and terms that is quick to build, to time what depends on counts rather than bytes)."""
     asin = f"B{i:09d}"
     r = rng.random()
     if r < 0.09:
@@ -94,7 +96,10 @@ def synthetic_product(rng: random.Random, i: int) -> dict:
             options["Style"] = None  # upstream has null option groups; the loader skips them
     n_name, n_desc = rng.randint(6, 18), rng.randint(120, 420)
     n_bullets = [rng.randint(10, 40) for _ in range(rng.randint(1, 8))]
-    words = _Words(rng, n_name + n_desc + 1 + 60 + sum(n_bullets) + 2)
+    if text_scale != 1.0:
+        n_desc, n_bullets = max(1, round(n_desc * text_scale)), [max(1, round(n * text_scale)) for n in n_bullets]
+    n_notes = max(1, round(60 * text_scale))
+    words = _Words(rng, n_name + n_desc + 1 + n_notes + sum(n_bullets) + 2)
     return {
         "name": words.take(n_name).title(),
         "full_description": words.take(n_desc),
@@ -103,7 +108,7 @@ def synthetic_product(rng: random.Random, i: int) -> dict:
         "images": [f"https://img/{asin}/main.jpg", f"https://img/{asin}/1.jpg"],
         "product_category": " › ".join(w.title() for w in rng.sample(_WORDS, 4)),
         "brand": words.take(1), "brand_url": "https://brand/x",
-        "product_information": {"Item Weight": "1 pound", "ASIN": asin, "Notes": words.take(60)},
+        "product_information": {"Item Weight": "1 pound", "ASIN": asin, "Notes": words.take(n_notes)},
         "average_rating": round(rng.uniform(1, 5), 1),
         "total_reviews": rng.randint(0, 5000),
         "small_description": [words.take(n) for n in n_bullets],
@@ -115,10 +120,12 @@ def synthetic_product(rng: random.Random, i: int) -> dict:
     }
 
 
-def write_synthetic_catalogue(path: str | Path, n: int, *, seed: int = 0, indent: int | None = None) -> Path:
+def write_synthetic_catalogue(path: str | Path, n: int, *, seed: int = 0, indent: int | None = None,
+                              text_scale: float = 1.0) -> Path:
     """Write ``n`` synthetic raw products as one JSON array to ``path`` (streamed, so ``n`` may be millions).
 
-    Adds two records the loader must skip (ASIN 'nan' and a duplicate). Returns the path.
+    Adds two records the loader must skip (ASIN 'nan' and a duplicate). Returns the path. ``text_scale``: see
+    :func:`synthetic_product`.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -129,9 +136,9 @@ def write_synthetic_catalogue(path: str | Path, n: int, *, seed: int = 0, indent
         for i in range(n):
             if i:
                 f.write(",\n" if indent is not None else ", ")
-            f.write(json.dumps(synthetic_product(rng, i), ensure_ascii=False, indent=indent))
-        f.write(", " + json.dumps({**synthetic_product(rng, n), "asin": "nan"}))
-        f.write(", " + json.dumps(synthetic_product(random.Random(seed), 0)))  # duplicate of product 0
+            f.write(json.dumps(synthetic_product(rng, i, text_scale), ensure_ascii=False, indent=indent))
+        f.write(", " + json.dumps({**synthetic_product(rng, n, text_scale), "asin": "nan"}))
+        f.write(", " + json.dumps(synthetic_product(random.Random(seed), 0, text_scale)))  # duplicate of product 0
         f.write("]")
     return path
 
