@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from hero_gym.env import TerminationReason, TextEnv
+from hero_gym.env import EnvArgumentError, TerminationReason, TextEnv
 
 from .pages import Session, Shop
 
@@ -193,7 +193,8 @@ class WebShopEnv(TextEnv):
     ``info["invalid"] = True`` and ``info["invalid_reason"]``. Search is accepted on every page (upstream quirk),
     a click only on an element of the current page (``info["available_actions"]["clickables"]``), never on the
     "search" button. ``info["valid_actions"]`` lists the actions as strings (``search[<query>]`` when the page
-    has a search bar, then ``click[...]`` for every clickable element).
+    has a search bar, then ``click[...]`` for every clickable element). An action longer than ``max_action_chars``
+    (20,000 by default) is invalid whatever it holds, and is kept truncated in ``info["messages"]``.
 
     ## Observation Space
     Any string. ``observation_mode="text"``: the page's text fields joined by " [SEP] "; the search page starts
@@ -253,7 +254,7 @@ class WebShopEnv(TextEnv):
         if observation_mode not in OBSERVATION_MODES:
             raise ValueError(f"observation_mode must be one of {OBSERVATION_MODES}, got {observation_mode!r}")
         if isinstance(max_action_chars, bool) or not isinstance(max_action_chars, int) or max_action_chars < 1:
-            raise ValueError(f"max_action_chars must be a positive integer, got {max_action_chars!r}")
+            raise EnvArgumentError(f"max_action_chars must be a positive integer, got {max_action_chars!r}")
         self.max_action_chars = max_action_chars
         self.goal_kind, self.split, self.setting, self.seed = goals, split, setting, seed
         self.observation_mode = observation_mode
