@@ -55,6 +55,9 @@ def _timed(fn):
 def _harness(env_id, policy, specs, kw):
     from hero_gym.rollout import run_episodes
 
+    from hero_gym import chat
+
+    chat.clear_encode_cache(policy.tokenizer)  # repeats run the same episodes: time a cold tokenizer cache
     rec = _Recorder(policy)
     trajs, wall, cpu = _timed(lambda: run_episodes(env_id, rec, specs, **kw))
     errors = [t.error for t in trajs if t.error]
@@ -102,6 +105,7 @@ def overhead(env_id, policy, specs, kw, repeats):
     wall_ratio = [x["wall"] / y["wall"] - 1 for x, y in zip(h, b)]
     cpu_ratio = [x["cpu"] / y["cpu"] - 1 for x, y in zip(h, b)]
     own = [(x["wall"] - x["gen_wall"] - x["env"]) / x["gen_wall"] for x in h]
+    gen_vs_bare = [x["gen_wall"] / y["wall"] - 1 for x, y in zip(h, b)]
     env = [x["env"] / x["gen_wall"] for x in h]
     turns = sum(t.num_turns for t in h[0]["trajs"])
     own_ms = statistics.median((x["wall"] - x["gen_wall"] - x["env"]) * 1e3 / turns for x in h)
@@ -111,6 +115,7 @@ def overhead(env_id, policy, specs, kw, repeats):
         "|---|---|",
         f"| harness / bare - 1, wall time | {_med(wall_ratio)} |",
         f"| harness / bare - 1, CPU time | {_med(cpu_ratio)} |",
+        f"| generate inside the harness / bare replay - 1, wall | {_med(gen_vs_bare)} |",
         f"| inside the harness run: own time / generate time | {_med(own)} |",
         f"| inside the harness run: env time / generate time | {_med(env)} |",
         f"| own time per episode-turn | {own_ms:.3f} ms (generate: {gen_ms:.2f} ms) |",
