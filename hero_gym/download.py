@@ -26,17 +26,21 @@ file is fetched as ``<base-url>/<path>``, like a file without a URL.
 
 Derived JSON is written as ``json.dumps(obj, indent=2)`` without a trailing newline, which reproduces the pinned
 bytes. Every file is hashed before it is moved into place (temp file in the target folder, then an atomic rename),
-so a failed or corrupted download never leaves a file that looks valid.
+so a failed or corrupted download never leaves a file that looks valid. A fetched file collects its bytes in
+``.<name>.part`` beside its target: a transfer that breaks off is retried from where it stopped (HTTP Range), and
+one that is interrupted leaves the part file for the next run to continue (a file that fails its check is removed).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import http.client
 import json
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,6 +50,8 @@ from typing import Any
 from hero_gym.data import DataError, candidate_paths, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
 
 TIMEOUT_S = 60
+RETRIES = 5  # dropped connections retried per file, each resuming where the last one stopped
+RETRY_WAIT_S = 1.0
 _USER_AGENT = "hero-gym-data/0.1"
 
 
@@ -64,8 +70,8 @@ def _named_by_query(url: str) -> bool:
     return bool(urllib.parse.urlsplit(url).query)
 
 
-def _open(url: str, what: str):
-    req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+def _open(url: str, what: str, headers: dict | None = None):
+    req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
     try:
         return urllib.request.urlopen(req, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as e:
@@ -81,10 +87,57 @@ def _fetch_bytes(url: str, what: str) -> bytes:
         return resp.read()
 
 
-def _fetch_to(url: str, tmp: Path, what: str) -> None:
-    with _open(url, what) as resp, open(tmp, "wb") as out:
-        while chunk := resp.read(1 << 20):
-            out.write(chunk)
+class _BrokenOff(Exception):
+    """The connection ended before the whole file arrived."""
+
+
+def _fetch_to(url: str, part: Path, what: str, *, size: int | None = None, progress: bool = False) -> None:
+    """Fetch `url` into `part`, continuing from the bytes `part` already holds (an earlier try that broke off) with
+    an HTTP Range request; a server that ignores Range sends the whole file and `part` starts over. A dropped
+    connection is retried up to RETRIES times, each from where it stopped; after that `part` is kept, so running
+    the same command again resumes."""
+    from hero_gym.progress import progress_bar
+
+    bar = None
+    failures = 0
+    try:
+        while True:
+            have = part.stat().st_size if part.exists() else 0
+            try:
+                resp = _open(url, what, {"Range": f"bytes={have}-"} if have else None)
+            except DataError as e:
+                if have and "HTTP 416" in str(e):  # nothing left to send: the earlier try got every byte
+                    return
+                raise
+            with resp:
+                if have and resp.status != 206:
+                    have = 0  # the server ignored Range
+                length = resp.headers.get("Content-Length")
+                total = have + int(length) if length is not None else size
+                if bar is None and progress:
+                    bar = progress_bar(total, desc=Path(what).name, unit="B", unit_scale=True, initial=have)
+                elif bar is not None:
+                    bar.n = have
+                try:
+                    with open(part, "ab" if have else "wb") as out:
+                        while chunk := resp.read(1 << 20):
+                            out.write(chunk)
+                            if bar is not None:
+                                bar.update(len(chunk))
+                    got = part.stat().st_size
+                    if total is not None and got < total:
+                        raise _BrokenOff(f"connection closed after {got:,} of {total:,} bytes")
+                    return
+                except (_BrokenOff, OSError, http.client.HTTPException) as e:
+                    failures += 1
+                    kept = part.stat().st_size if part.exists() else 0
+                    if failures > RETRIES:
+                        raise DataError(f"download of {what} broke off {failures} times ({e}); {kept:,} bytes are "
+                                        f"kept in {part}: run the same command again to resume") from None
+                    time.sleep(RETRY_WAIT_S * failures)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 # ---------------------------------------------------------------------------------------------- ast conversion
@@ -225,22 +278,38 @@ def _derive(entry: dict, url: str) -> bytes:
 # ---------------------------------------------------------------------------------------------- download
 
 
-def _place(final: Path, entry: dict, write) -> str:
+def partial_path(final: Path) -> Path:
+    """Where a download of `final` collects its bytes until they are checked (kept after an interruption)."""
+    return final.parent / f".{final.name}.part"
+
+
+def _place(final: Path, entry: dict, write, *, resumable: bool = False) -> str:
     """Run `write(tmp_path)`, check what it wrote against `entry` (sha256, or size and partial sha256 when
-    unpinned), then atomically move it to `final`. Returns the sha256 of the file."""
+    unpinned), then atomically move it to `final`. Returns the sha256 of the file. With `resumable`, the temp file
+    is :func:`partial_path` and survives a `write` that fails or is interrupted, so the next try continues it; a
+    file that fails its check is always removed."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if resumable:
+        tmp = partial_path(final)
+    else:
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        os.close(fd)
+        tmp = Path(tmp_name)
+    keep = False
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except BaseException:
+            keep = resumable
+            raise
         problem, got = check_file(entry, tmp, where=f"downloaded {entry['path']}")
         if problem:
             raise DataError(f"{problem}; the source changed or the download was corrupted, nothing was written")
         os.replace(tmp, final)
         return got
     finally:
-        tmp.unlink(missing_ok=True)
+        if not keep:
+            tmp.unlink(missing_ok=True)
 
 
 def _source_url(entry: dict, base_url: str | None) -> str:
@@ -255,14 +324,16 @@ def _valid(entry: dict, file: Path) -> bool:
 
 
 def download(dataset: str | dict, dest: str | Path | None = None, base_url: str | None = None, *,
-             force: bool = False, log=None) -> list[Path]:
+             force: bool = False, log=None, progress: bool = False) -> list[Path]:
     """Fetch every file of `dataset` into `dest` (default: the data directory), checked against its sha256.
 
     Files already present with the right checksum are kept unless `force`. `dataset` is a manifest name or a
     manifest dict. `base_url` replaces the scheme and host of every pinned URL (a mirror keeping upstream paths);
     files without a URL, or whose URL names them in its query (Google Drive), are fetched as `<base_url>/<path>`.
     Unpinned entries (``"sha256": null``) are checked by size and partial sha256 and logged as unpinned.
-    Returns the paths written. Raises :class:`DataError` at the first failure; files placed before it stay.
+    Returns the paths written. Raises :class:`DataError` at the first failure; files placed before it stay, and so
+    do the bytes of an interrupted transfer (a dropped connection is retried from where it stopped; the next call
+    continues it with an HTTP Range request). `progress` shows a bar per file (plain lines when not a terminal).
     """
     m = manifest(dataset) if isinstance(dataset, str) else dataset
     root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
@@ -281,7 +352,8 @@ def download(dataset: str | dict, dest: str | Path | None = None, base_url: str 
         if entry.get("derive") and entry.get("url"):
             got = _place(final, entry, lambda tmp, e=entry, u=url: tmp.write_bytes(_derive(e, u)))
         else:
-            got = _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"]))
+            got = _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"], size=e.get("bytes"),
+                                                                            progress=progress), resumable=True)
         if log and not is_pinned(entry):
             log(f"  unpinned: size and sha256 {expected_digest(entry)} match; full sha256 {got}")
         written.append(final)
@@ -385,7 +457,8 @@ def data_main(argv: list[str] | None = None) -> int:
             print("fix with `hero-gym data download NAME`", file=sys.stderr)
         return 1 if bad else 0
     try:
-        written = download(args.name, dest, args.base_url, force=args.force, log=lambda s: print(s, flush=True))
+        written = download(args.name, dest, args.base_url, force=args.force, log=lambda s: print(s, flush=True),
+                           progress=True)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -338,3 +338,132 @@ def test_list_counts_files_found_in_installed_data_wheels(tmp_path, monkeypatch,
     assert data_main(["list"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("tau2 "))
     assert "0/11 present" in line and "+8 from installed data packages" in line
+
+
+# ------------------------------------------------------------------------------------------ interrupted transfers
+
+
+class _FlakyServer:
+    """Serves one file with HTTP Range support and closes the connection after `cut` bytes of each of the first
+    `drops` answers (headers promise the full length, as a real transfer that breaks off does)."""
+
+    def __init__(self, payload: bytes, cut: int, drops: int):
+        self.ranges: list[str | None] = []
+        self.sent = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                rng = self.headers.get("Range")
+                outer.ranges.append(rng)
+                start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng else 0
+                if start >= len(payload):
+                    self.send_response(416)
+                    self.end_headers()
+                    return
+                body = payload[start:]
+                self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if len(outer.ranges) <= drops:
+                    body = body[:cut]
+                    self.close_connection = True
+                self.wfile.write(body)
+                outer.sent += len(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/big.bin"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _big_manifest(payload: bytes, url: str) -> dict:
+    import hashlib
+
+    return {"name": "big", "files": [{"path": "big/big.bin", "url": url, "bytes": len(payload),
+                                      "sha256": hashlib.sha256(payload).hexdigest()}]}
+
+
+@pytest.fixture
+def no_wait(monkeypatch):
+    import hero_gym.download as dl
+
+    monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
+
+
+def test_dropped_connection_resumes_where_it_stopped(tmp_path, no_wait):
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    server = _FlakyServer(payload, cut=300_000, drops=2)
+    try:
+        written = download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    assert written == [tmp_path / "big/big.bin"] and (tmp_path / "big/big.bin").read_bytes() == payload
+    assert server.ranges == [None, "bytes=300000-", "bytes=600000-"]
+    assert server.sent == len(payload)  # nothing fetched twice
+    assert _leftovers(tmp_path) == []
+
+
+def test_interrupted_download_is_continued_by_the_next_run(tmp_path, no_wait, monkeypatch):
+    import hero_gym.download as dl
+
+    payload = bytes(range(256)) * 2048
+    monkeypatch.setattr(dl, "RETRIES", 1)
+    server = _FlakyServer(payload, cut=100_000, drops=10**6)  # breaks off every time
+    try:
+        with pytest.raises(DataError, match="broke off 2 times.*run the same command again to resume"):
+            download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    part = dl.partial_path(tmp_path / "big/big.bin")
+    assert part.stat().st_size == 200_000 and not (tmp_path / "big/big.bin").exists()
+
+    server = _FlakyServer(payload, cut=0, drops=0)  # the network is back
+    try:
+        download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    assert server.ranges == ["bytes=200000-"] and server.sent == len(payload) - 200_000
+    assert (tmp_path / "big/big.bin").read_bytes() == payload and not part.exists()
+
+
+def test_stale_partial_file_that_fails_the_checksum_is_removed(tmp_path, no_wait):
+    from hero_gym.download import partial_path
+
+    payload = b"x" * 50_000
+    part = partial_path(tmp_path / "big/big.bin")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"y" * 10_000)  # bytes of some other version of the file
+    server = _FlakyServer(payload, cut=0, drops=0)
+    try:
+        with pytest.raises(DataError, match="nothing was written"):
+            download(_big_manifest(payload, server.url), tmp_path)
+        assert not part.exists()  # so the next run starts clean
+        download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    assert (tmp_path / "big/big.bin").read_bytes() == payload
+
+
+def test_download_command_shows_progress_lines_off_a_terminal(tmp_path, no_wait, monkeypatch, capsys):
+    import hero_gym.download as dl
+
+    payload = bytes(range(256)) * 8192  # 2 MiB: two 1 MiB reads
+    server = _FlakyServer(payload, cut=0, drops=0)
+    monkeypatch.setenv("HERO_GYM_PROGRESS_INTERVAL", "0")
+    monkeypatch.setattr(dl, "manifest", lambda name: _big_manifest(payload, server.url))
+    monkeypatch.setattr(dl, "list_datasets", lambda: ["big"])
+    try:
+        assert data_main(["download", "big", "--dest", str(tmp_path)]) == 0
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and re.search(r"big\.bin: 2\.1M/2\.1M B \(100%\)", err), err
