@@ -47,7 +47,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hero_gym.data import DataError, candidate_paths, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
+from hero_gym.data import ENV_VAR, DataError, candidate_paths, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
 
 TIMEOUT_S = 60
 RETRIES = 5  # dropped connections retried per file, each resuming where the last one stopped
@@ -397,6 +397,51 @@ def verify(dataset: str | dict, dest: str | Path | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+# ---------------------------------------------------------------------------------------------- ensure
+
+
+def missing(datasets: list[str], dest: str | Path | None = None) -> dict[str, list[dict]]:
+    """The manifest entries of each dataset found neither in the data directory (`dest`) nor in an installed data
+    package; datasets with nothing missing are left out. Presence only: checksums are checked on first read."""
+    root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
+    out = {}
+    for name in datasets:
+        gone = [e for e in manifest(name)["files"] if not (root / e["path"]).is_file()
+                and not any(p.is_file() for p in candidate_paths(name, e["path"])[1:])]
+        if gone:
+            out[name] = gone
+    return out
+
+
+def missing_message(gone: dict[str, list[dict]], dest: str | Path | None = None, why: str | None = None) -> str:
+    """One message: which files are missing and the command that gets them."""
+    root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
+    what = ", ".join(f"{name} ({len(entries)} of {len(manifest(name)['files'])} files)" for name, entries in gone.items())
+    fixes = []
+    for name, entries in gone.items():
+        no_url = [e["path"] for e in entries if not e.get("url")]
+        fixes.append(f"hero-gym data download {name}" + (" --base-url MIRROR" if no_url else ""))
+    no_url = [e["path"] for entries in gone.values() for e in entries if not e.get("url")]
+    msg = f"benchmark data missing in {root}: {what}" + (f" ({why})" if why else "") + ". Fix: " + "; ".join(fixes)
+    if no_url:
+        msg += (f" ({', '.join(no_url)} have no public URL: MIRROR is a copy of a data directory that holds them, "
+                f"or copy them into {root})")
+    return msg + f"; or point ${ENV_VAR} at a data directory that has them."
+
+
+def ensure(datasets: list[str], dest: str | Path | None = None, base_url: str | None = None, log=None,
+           progress: bool = False) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """Download whatever of `datasets` is missing (only those files). Returns what is still missing (as
+    :func:`missing`) and, per dataset whose download failed, the reason."""
+    errors = {}
+    for name, entries in missing(datasets, dest).items():
+        try:
+            download({"name": name, "files": entries}, dest, base_url, log=log, progress=progress)
+        except DataError as e:
+            errors[name] = str(e)
+    return missing(datasets, dest), errors
+
+
 def data_main(argv: list[str] | None = None) -> int:
     """`hero-gym data list|verify|download ...`; returns the exit status (0 ok, 1 data problem, 2 usage)."""
     ap = argparse.ArgumentParser(prog="hero-gym data", description="List, verify and download benchmark data.")
@@ -410,6 +455,11 @@ def data_main(argv: list[str] | None = None) -> int:
     p_dl.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
     p_dl.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
     p_dl.add_argument("--force", action="store_true", help="re-fetch files that are already valid")
+    p_en = sub.add_parser("ensure", help="download the missing files of datasets; one message and exit 1 if that "
+                                         "cannot be done (what `make test` runs first)")
+    p_en.add_argument("names", nargs="+")
+    p_en.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
+    p_en.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
@@ -435,6 +485,16 @@ def data_main(argv: list[str] | None = None) -> int:
                 note += f"  (+{packaged} from installed data packages)"
             print(f"{n:12s} {len(files):3d} files {size / 1e6:8.1f} MB  {present}/{len(files)} present in {data_dir()}"
                   f"{note}")
+        return 0
+    if args.cmd == "ensure":
+        if not missing(names, dest):
+            return 0
+        still, errors = ensure(names, dest, args.base_url, log=lambda s: print(s, flush=True), progress=True)
+        if still:
+            why = next(iter(errors.values()), None)
+            print(f"error: {missing_message(still, dest, why)}", file=sys.stderr)
+            return 1
+        print(f"{', '.join(names)}: every file present")
         return 0
     if args.cmd == "verify":
         bad = 0

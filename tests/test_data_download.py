@@ -467,3 +467,49 @@ def test_download_command_shows_progress_lines_off_a_terminal(tmp_path, no_wait,
         server.close()
     err = capsys.readouterr().err
     assert "\r" not in err and re.search(r"big\.bin: 2\.1M/2\.1M B \(100%\)", err), err
+
+
+# ------------------------------------------------------------------------------------------ set-up before the suite
+
+
+def test_ensure_fetches_only_what_is_missing(mirror, tmp_path, capsys):
+    dest = tmp_path / "data"
+    assert data_main(["ensure", "tau-v1", "tau2", "--dest", str(dest), "--base-url", mirror.url]) == 0
+    assert verify("tau-v1", dest) == []
+    # tau2's domain files come from the installed data wheels: only the files the wheels lack are fetched
+    from hero_gym.download import missing
+    assert missing(["tau-v1", "tau2"], dest) == {}
+    tau2_fetched = [e["path"] for e in data.manifest("tau2")["files"] if (dest / e["path"]).is_file()]
+    assert 0 < len(tau2_fetched) < len(data.manifest("tau2")["files"])
+    before = len(mirror.paths)
+    assert data_main(["ensure", "tau-v1", "tau2", "--dest", str(dest), "--base-url", mirror.url]) == 0
+    assert len(mirror.paths) == before  # nothing missing, nothing fetched
+
+
+def test_ensure_without_network_says_what_is_missing_and_how_to_get_it(tmp_path, capsys):
+    dest = tmp_path / "empty"
+    rc = data_main(["ensure", "tau-v1", "webshop-1k", "--dest", str(dest), "--base-url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    msg = err[0]
+    assert msg.startswith(f"error: benchmark data missing in {dest.resolve()}: tau-v1 (17 of 17 files), webshop-1k")
+    assert "Connection refused" in msg or "cannot reach" in msg
+    assert "hero-gym data download tau-v1;" in msg and "hero-gym data download webshop-1k --base-url MIRROR" in msg
+    assert "webshop/items_shuffle_1000.json" in msg  # the file with no public URL is named
+
+
+def test_suite_stops_before_running_when_data_is_missing(tmp_path):
+    """A fresh clone without ../shared: one message and the command that fixes it, not hundreds of errors."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HERO_GYM_DATA": str(tmp_path / "empty"), "HERO_GYM_DATA_CHECK": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_package.py"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out
+    assert "benchmark data missing" in out and "hero-gym data download tau-v1" in out
+    assert "tau-v1 (17 of 17 files)" in out and "webshop-1k (4 of 4 files)" in out
+    assert not re.search(r"\d+ (passed|failed|errors?)\b", out), out  # nothing ran
