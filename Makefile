@@ -26,6 +26,7 @@ data: setup
 	$(BIN)/hero-gym data ensure tau-v1 tau2 webshop-1k
 
 demo: setup
+	$(BIN)/hero-gym data ensure webshop-1k
 	$(BIN)/hero-gym demo
 
 test: data

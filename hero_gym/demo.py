@@ -30,12 +30,12 @@ class DemoConfig:
     """Environment id (WebShop: short prompts, so a 135M model on CPU takes seconds per turn, not minutes)."""
     split: str = "test"
     """Task split."""
-    tasks: str = "0-5"
+    tasks: str = "0-4"
     """Goals evaluated: 'all', '0-9', '3' or '0-4,10'."""
     k: int = 2
     """Attempts per goal (seeded, the same for every policy)."""
-    max_turns: int = 4
-    """Turn budget per episode (the oracle needs 3-5 turns to buy)."""
+    max_turns: int = 6
+    """Turn budget per episode (the oracle buys within 6 turns on these goals; 5.2 on average over the split)."""
     max_new_tokens: int = 24
     """Generation cap per model turn (WebShop actions are short)."""
     policy: str = "smollm2"
@@ -158,7 +158,7 @@ def reading(rows: list[dict], cfg: DemoConfig) -> str:
                  f"clicks: " + ("the intervals overlap, so with this few episodes the two are not distinguishable"
                                 if overlap else "the intervals do not overlap"))
     if oracle is not None:
-        text += (f". The scripted oracle, which reads the goal's hidden attributes, reaches {oracle['reward']:.3f} "
+        text += (f". The scripted oracle, which looks up the goal's target product, reaches {oracle['reward']:.3f} "
                  f"(success {oracle['successes']}/{oracle['episodes']}): the ceiling of this env under the same "
                  "turn budget")
     text += (f". Success means a purchase with reward 1.0; with this few goals a rate of 0 still allows up to "
