@@ -182,7 +182,8 @@ def plot_policies(rows: list[dict], out_png: Path, title: str = "") -> Path:
         vals = [r[key] for r in rows]
         err = [[max(0.0, v - r[key + "_lo"]) for v, r in zip(vals, rows)],
                [max(0.0, r[key + "_hi"] - v) for v, r in zip(vals, rows)]]  # rounding can put v a hair outside
-        ax.bar(names, vals, yerr=err, capsize=4, color=["#4c72b0", "#55a868", "#c44e52", "#8172b2"][:len(rows)])
+        bars = ax.bar(names, vals, yerr=err, capsize=4, color=["#4c72b0", "#55a868", "#c44e52", "#8172b2"][:len(rows)])
+        ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
         ax.set_ylim(0, 1.05)
         ax.set_title(label, fontsize=9)
     if title:
