@@ -42,10 +42,34 @@ def progress_bar(total: int | float | None = None, *, desc: str = "", unit: str 
     if not disable and not _is_terminal(file):
         return LineProgress(total, desc=desc, unit=unit, initial=initial, unit_scale=unit_scale, file=file,
                             interval=_interval() if interval is None else interval)
+    return _throttled_tqdm()(total=total, desc=desc, unit=unit, initial=initial, disable=disable,
+                             unit_scale=unit_scale, file=file, dynamic_ncols=True)
+
+
+def _throttled_tqdm():
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, unit_scale=unit_scale,
-                file=file, dynamic_ncols=True)
+    class Bar(tqdm):
+        """tqdm whose postfix changes redraw at most every `mininterval`: turns of a scripted policy change it
+        thousands of times a second, and tqdm redraws on every set_postfix."""
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+            if refresh:
+                self._throttled_refresh()
+
+        def set_postfix_str(self, s="", refresh=True):
+            super().set_postfix_str(s, refresh=False)
+            if refresh:
+                self._throttled_refresh()
+
+        def _throttled_refresh(self):
+            now = self._time()
+            if now - self.last_print_t >= self.mininterval:
+                self.last_print_t = now
+                self.refresh()
+
+    return Bar
 
 
 def _amount(x: float, scale: bool) -> str:

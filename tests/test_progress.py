@@ -72,3 +72,17 @@ def test_train_prints_a_line_per_step_and_rollout_progress(tmp_path, capsys, lin
     for s in steps:
         assert re.search(r"loss \S+ +reward \S+ +success \S+ +turns \S+ +tok/s \d+\.\d +selected \d+/\d+ turns", s), s
     assert re.search(r"train sdpo: 0/2 step.*rollouts: [1-9]\d* turns, [1-9]\d* tokens", err)  # during step 1
+
+
+def test_terminal_bar_redraws_postfix_changes_at_most_every_mininterval(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("HERO_GYM_PROGRESS", raising=False)
+    out = Tty()
+    bar = progress_bar(10, file=out)
+    for i in range(5000):  # a scripted policy's turns: far faster than a person can read
+        bar.set_postfix(turns=i)
+    bar.close()
+    assert out.getvalue().count("\r") < 50
