@@ -267,8 +267,7 @@ def _cmd_summary(args) -> int:
 def _cmd_demo(args) -> int:
     from hero_gym.demo import config_from_args, run_demo
 
-    run_demo(config_from_args(args))
-    return 0
+    return 1 if run_demo(config_from_args(args))["errors"] else 0
 
 
 _COMMANDS = {"envs": _cmd_envs, "eval": _cmd_eval, "demo": _cmd_demo, "summary": _cmd_summary, "compare": _cmd_compare,

@@ -12,7 +12,6 @@ a few WebShop test goals, small enough for a 2-core CPU, with everything a new u
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -59,6 +58,7 @@ def run_demo(cfg: DemoConfig, out=None) -> dict:
     paths written. Raises DataError (one message naming the missing files and the fix) when the data is absent."""
     from hero_gym.data import DataError
     from hero_gym.download import missing, missing_message
+    from hero_gym.records import printable
 
     out = out if out is not None else sys.stdout
     gone = missing(DEMO_DATASETS)
@@ -69,9 +69,11 @@ def run_demo(cfg: DemoConfig, out=None) -> dict:
     import torch
 
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)  # overrides OMP_NUM_THREADS=1 from test setups
-    runs = []
+    runs, errors = [], []
     for spec in [cfg.policy, *cfg.baselines]:
-        runs.append(_evaluate(cfg, spec, root / _dir_name(spec)))
+        store = _evaluate(cfg, spec, root / _dir_name(spec))
+        runs.append(store.dir)
+        errors += [(spec, e) for e in store.outcome.errors]
     rows = [_policy_row(r) for r in runs]
     from hero_gym.benchmarks.compare import compare, to_markdown, write_tables
 
@@ -86,45 +88,39 @@ def run_demo(cfg: DemoConfig, out=None) -> dict:
     print(reading(rows, cfg), file=out)
     print(f"\nWrote {root / 'compare.md'}, {png}, {page} and the run stores under {root}/ "
           f"({wall:.0f} s wall, {cpu:.0f} s CPU in this process).", file=out)
-    return {"rows": rows, "runs": runs, "png": png, "page": page, "wall_s": wall, "cpu_s": cpu}
+    if errors:  # such episodes are left out of every figure above; say so, and fail the command
+        spec, first = errors[0]
+        print(printable(f"error: {len(errors)} episode(s) ended in error and are not in the figures (rerun to retry "
+                        f"them); first, {spec} task {first.task} attempt {first.attempt}: {first.error}"),
+              file=sys.stderr)
+    return {"rows": rows, "runs": runs, "png": png, "page": page, "wall_s": wall, "cpu_s": cpu,
+            "errors": len(errors)}
 
 
 def _dir_name(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
 
 
-def _evaluate(cfg: DemoConfig, spec: str, out: Path) -> Path:
+def _evaluate(cfg: DemoConfig, spec: str, out: Path):
     from hero_gym.evaluate import run_eval
 
     local = spec in ("smollm2", "tiny") or spec.startswith("hf:")
     store = run_eval(cfg.env, spec, out, split=cfg.split, k=cfg.k, max_turns=cfg.max_turns, tasks=cfg.tasks,
                      seed=cfg.seed, temperature=1.0, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress,
                      policy_kwargs={"prefix_cache_mb": cfg.prefix_cache_mb} if local and cfg.prefix_cache_mb else None)
-    return store.dir
-
-
-def wilson(x: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval (95% by default) for `x` successes out of `n`; meaningful at 0/n, unlike a bootstrap."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    p, z2 = x / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    lo = 0.0 if x <= 0 else max(0.0, centre - half)  # exact ends: the formula leaves rounding dust at 0 and n
-    hi = 1.0 if x >= n else min(1.0, centre + half)
-    return (lo, hi)
+    return store
 
 
 def _policy_row(run: Path) -> dict:
     """Success rate with a Wilson interval over tasks (n = tasks, x = summed per-task rates, since attempts of one
     task are not independent) and mean reward with a task-level bootstrap interval."""
-    from hero_gym.benchmarks.stats import bootstrap_ci
+    from hero_gym.benchmarks.stats import bootstrap_ci, results_only, wilson_ci
     from hero_gym.records import load_frame
 
-    df = load_frame([run])
+    df = results_only(load_frame([run]))
     n, c = len(df), int(df["success"].sum())
     by_task = df.groupby("task")
-    lo_s, hi_s = wilson(float(by_task["success"].mean().sum()), by_task.ngroups)
+    lo_s, hi_s = wilson_ci(float(by_task["success"].mean().sum()), by_task.ngroups)
     lo, hi = bootstrap_ci(by_task["reward"].mean())
     return {"policy": str(df["policy"].iat[0]), "episodes": n, "tasks": by_task.ngroups,
             "successes": c, "success": c / n, "success_lo": lo_s, "success_hi": hi_s,

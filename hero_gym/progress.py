@@ -64,6 +64,8 @@ def _throttled_tqdm():
                 self._throttled_refresh()
 
         def _throttled_refresh(self):
+            if self.disable:  # a disabled tqdm has no clock or print time
+                return
             now = self._time()
             if now - self.last_print_t >= self.mininterval:
                 self.last_print_t = now

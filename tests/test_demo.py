@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from hero_gym.cli import main
-from hero_gym.demo import DemoConfig, reading, wilson
+from hero_gym.benchmarks.stats import wilson_ci
+from hero_gym.demo import DemoConfig, reading
 from hero_gym.records import load_frame
 
 
@@ -43,7 +44,7 @@ def test_demo_without_data_stops_with_one_line(tmp_path, monkeypatch, capsys):
 
 def _row(policy, reward, lo, hi, success=0.0):
     return {"policy": policy, "episodes": 12, "tasks": 6, "successes": int(success * 12), "success": success,
-            "success_lo": wilson(success * 6, 6)[0], "success_hi": wilson(success * 6, 6)[1], "reward": reward,
+            "success_lo": wilson_ci(success * 6, 6)[0], "success_hi": wilson_ci(success * 6, 6)[1], "reward": reward,
             "reward_lo": lo, "reward_hi": hi, "bought": 0.5, "turns": 4.0, "tokens_out": 10.0}
 
 
@@ -55,10 +56,3 @@ def test_reading_says_when_a_difference_is_inside_the_noise():
     apart = reading([_row("smollm2", 0.5, 0.3, 0.7), oracle, _row("random", 0.02, 0.0, 0.06)], cfg)
     assert "do not overlap" in apart and "not distinguishable" not in apart
     assert "up to 39%" in close  # 0 successes in 6 goals: the Wilson upper bound is 0.390
-
-
-def test_wilson_interval_known_values():
-    lo, hi = wilson(0, 6)
-    assert lo == 0.0 and abs(hi - 0.3903) < 1e-4
-    lo, hi = wilson(5, 10)
-    assert abs(lo - 0.2366) < 1e-4 and abs(hi - 0.7634) < 1e-4

@@ -86,3 +86,13 @@ def test_terminal_bar_redraws_postfix_changes_at_most_every_mininterval(monkeypa
         bar.set_postfix(turns=i)
     bar.close()
     assert out.getvalue().count("\r") < 50
+
+
+def test_disabled_bar_takes_postfix_quietly():
+    out = io.StringIO()
+    bar = progress_bar(3, file=out, disable=True)
+    bar.set_postfix(turns=1)
+    bar.set_postfix_str("x")
+    bar.update(1)
+    bar.close()
+    assert out.getvalue() == ""
