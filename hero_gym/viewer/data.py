@@ -1,0 +1,183 @@
+"""What a report shows, read from run directories: evaluation runs (a RunStore) and training runs.
+
+A *source* is one directory given on the command line. An evaluation run directory (run.json / episodes.jsonl)
+is one run. A training run directory (train_log.jsonl, config.json) brings its step log, its credit records
+(agents/credit_log.py) and every evaluation store under eval/ as runs. Episodes are reduced to what a reader looks
+at: flat fields for the run page, and per episode the instruction and each turn (action, observation, invalid mark,
+turn reward) with the reward breakdown; token ids, tool schemas and the repeated system prompt are left out
+(the system prompt is kept once per run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from hero_gym.records import EPISODES, RUN_JSON, RunStore, RunStoreError, load_frame, run_label
+
+MAX_TEXT_CHARS = 50_000
+"""Longest text shown for one message; longer ones keep head and tail (the run files keep everything)."""
+
+
+def _cut(text) -> str:
+    text = "" if text is None else str(text)
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    half = MAX_TEXT_CHARS // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters not shown ...]\n{text[-half:]}"
+
+
+def _finite(x):
+    """JSON-safe number: NaN/inf become None (JSON has no NaN)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def is_eval_run(path: Path) -> bool:
+    return (path / RUN_JSON).is_file() or (path / EPISODES).is_file()
+
+
+def is_train_run(path: Path) -> bool:
+    return (path / "train_log.jsonl").is_file() or (path / "credit").is_dir() or (path / "eval").is_dir()
+
+
+def _pretty_call(call: dict) -> str:
+    fn = call.get("function", call)
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            pass  # shown as the model wrote it
+    return json.dumps({"name": fn.get("name"), "arguments": args}, indent=2, ensure_ascii=False)
+
+
+def _turn_messages(traj: dict) -> list[tuple[dict, list[dict]]] | None:
+    """(assistant message, the messages that answered it) per turn, or None when they do not line up with turns."""
+    msgs = traj.get("messages") or []
+    groups: list[tuple[dict, list[dict]]] = []
+    for m in msgs:
+        if m.get("role") == "assistant":
+            groups.append((m, []))
+        elif groups:
+            groups[-1][1].append(m)
+    return groups if len(groups) == len(traj.get("turns") or []) else None
+
+
+def episode_detail(rec) -> dict:
+    """The episode page's data: instruction, turns (action, observation with who answered, marks), reward breakdown."""
+    traj = rec.trajectory or {}
+    env_obs = not traj.get("tools")  # no tools: every answer is an environment page (WebShop), not a tool or a user
+    pairs = _turn_messages(traj)
+    turns = []
+    for i, t in enumerate(traj.get("turns") or []):
+        row = {"a": _cut(t.get("action")), "o": _cut(t.get("observation")), "r": _finite(t.get("reward", 0.0)),
+               "inv": (t.get("info") or {}).get("invalid_reason") or ("invalid action" if t.get("invalid") else None)}
+        if pairs is not None:
+            msg, answers = pairs[i]
+            if msg.get("tool_calls"):
+                row["call"] = "\n".join(_pretty_call(c) for c in msg["tool_calls"])
+                if msg.get("content"):
+                    row["say"] = _cut(msg["content"])
+            roles = {a.get("role") for a in answers}
+            row["by"] = "env" if env_obs else ("tool" if "tool" in roles else "user")
+        else:
+            row["by"] = "env"
+        if row.get("call") is None:
+            row["call"] = _json_call(t.get("action"))
+        if row["call"] is None:
+            del row["call"]
+        turns.append(row)
+    return {"instr": _cut(traj.get("initial_observation")), "turns": turns,
+            "ri": json.loads(json.dumps(traj.get("reward_info") or {}, default=str)), "seed": rec.seed,
+            "why": rec.termination_reason, "err": rec.error, "tok": rec.tokens_out, "wall": _finite(rec.wall_time_s)}
+
+
+def _json_call(action) -> str | None:
+    """A JSON tool call written as the action text, pretty-printed (None for anything else)."""
+    if not isinstance(action, str) or not action.lstrip().startswith("{"):
+        return None
+    try:
+        obj = json.loads(action)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(obj, dict) and "name" in obj:
+        return json.dumps(obj, indent=2, ensure_ascii=False)
+    return None
+
+
+def episode_row(rec, detail: dict) -> dict:
+    """The run page's row of one episode (filters read these fields)."""
+    return {"t": rec.task, "a": rec.attempt, "r": _finite(rec.reward), "s": bool(rec.success), "n": rec.turns,
+            "mt": rec.max_turns, "why": rec.termination_reason, "err": bool(rec.error),
+            "inv": sum(1 for t in detail["turns"] if t["inv"])}
+
+
+def _system_prompt(recs) -> str | None:
+    for r in recs:
+        for m in (r.trajectory or {}).get("messages") or []:
+            if m.get("role") == "system":
+                return _cut(m.get("content"))
+            break
+    return None
+
+
+def _summary(path: Path) -> list[dict]:
+    from hero_gym.benchmarks.stats import summarize
+
+    table = summarize(load_frame([path]))
+    return [{k: _finite(v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in table.to_dict(orient="records")]
+
+
+def load_eval_run(path: Path, label: str) -> dict:
+    """One evaluation run: config, summary rows, episode rows and details (details in key order)."""
+    store = RunStore(path)
+    recs = sorted(store.load(), key=lambda r: (r.task, r.attempt))
+    if not recs:
+        raise RunStoreError(f"{path} holds no episodes yet")
+    details = [episode_detail(r) for r in recs]
+    return {"label": label, "path": str(path), "config": store.config if store.exists() else {},
+            "summary": _summary(path), "rows": [episode_row(r, d) for r, d in zip(recs, details)],
+            "details": details, "system": _system_prompt(recs)}
+
+
+def _eval_dirs(path: Path) -> list[Path]:
+    """Evaluation stores of a training run: final first, then by step."""
+    dirs = [d for d in sorted((path / "eval").glob("*")) if d.is_dir() and is_eval_run(d) and RunStore(d).load()]
+    return sorted(dirs, key=lambda d: (d.name != "final", d.name))
+
+
+def load_train_run(path: Path, label: str) -> dict:
+    """A training run: config, step log, credit records per step and its evaluation runs."""
+    from hero_gym.agents.credit_log import load_credit
+
+    log = []
+    if (path / "train_log.jsonl").is_file():
+        for line in (path / "train_log.jsonl").read_text().splitlines():
+            try:
+                log.append({k: _finite(v) for k, v in json.loads(line).items()})
+            except json.JSONDecodeError:
+                continue  # torn last line of a killed run
+    config = {}
+    if (path / "config.json").is_file():
+        config = json.loads((path / "config.json").read_text())
+    credit = [{"step": s, "rollouts": rows} for s, rows in sorted(load_credit(path).items())]
+    runs = [load_eval_run(d, f"{label}/eval/{d.name}") for d in _eval_dirs(path)]
+    return {"label": label, "path": str(path), "config": config, "log": log, "credit": credit, "runs": runs}
+
+
+def load_source(path: str | Path) -> dict:
+    """One command-line argument: {"kind": "eval"|"train", ...}. Raises RunStoreError for anything else."""
+    p = Path(path)
+    if not p.is_dir():
+        raise RunStoreError(f"run directory {path} does not exist")
+    label = run_label(p)
+    if is_eval_run(p):
+        return {"kind": "eval", "label": label, "runs": [load_eval_run(p, label)]}
+    if is_train_run(p):
+        return {"kind": "train", **load_train_run(p, label)}
+    raise RunStoreError(f"{path} is neither an evaluation run (no {RUN_JSON} or {EPISODES}) nor a training run "
+                        "(no train_log.jsonl, credit/ or eval/)")
