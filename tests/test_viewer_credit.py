@@ -65,3 +65,24 @@ def test_bad_bound_and_long_texts():
     short = cut(long, 100)
     assert short.startswith("a" * 50) and short.endswith("b" * 50) and "9900 characters not stored" in short
     assert cut("x", 100) == "x" and cut(None) == ""
+
+
+def test_plot_credit_shades_each_token_by_its_stored_loss(tmp_path):
+    from matplotlib.patches import Rectangle
+
+    from hero_gym.benchmarks.plots import CREDIT_RGB, plot_credit
+
+    tr = build(tmp_path, "sdpo", cfg_kw={"steps": 1, "credit_rollouts_per_step": 2})
+    tr.train()
+    rolls = load_credit(tr.out_dir, 1)[1]
+    values = [v for r in rolls for t in r["turns"] if t["distilled"] for v in t["loss"]]
+    fig = plot_credit(tr.out_dir, 1, tmp_path / "c.png", max_rollouts=2)
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    ax = fig.axes[0]
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(boxes) == len(values) > 0
+    for box, v in zip(boxes, values):
+        r, g, b, a = box.get_facecolor()
+        assert (r, g, b) == pytest.approx(CREDIT_RGB) and a == pytest.approx(v / max(values), abs=1e-6)
+    with pytest.raises(ValueError, match="max_rollouts"):
+        plot_credit(tr.out_dir, 1, tmp_path / "c.png", max_rollouts=0)
