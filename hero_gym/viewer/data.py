@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
+from typing import Callable
 
-from hero_gym.records import EPISODES, RUN_JSON, RunStore, RunStoreError, load_frame, run_label
+from hero_gym.records import EPISODES, FLAT_FIELDS, RUN_JSON, RunStore, RunStoreError, run_label
+from hero_gym.types import EpisodeRecord
+
+CHUNK_EPISODES = 100
+"""Episodes per compressed chunk of the page: opening an episode decompresses its chunk only."""
 
 MAX_TEXT_CHARS = 50_000
 """Longest text shown for one message; longer ones keep head and tail (the run files keep everything)."""
@@ -115,42 +121,85 @@ def episode_row(rec, detail: dict) -> dict:
             "inv": sum(1 for t in detail["turns"] if t["inv"])}
 
 
-def _system_prompt(recs) -> str | None:
-    for r in recs:
-        for m in (r.trajectory or {}).get("messages") or []:
-            if m.get("role") == "system":
-                return _cut(m.get("content"))
-            break
-    return None
+def _system_prompt(rec) -> str | None:
+    msgs = (rec.trajectory or {}).get("messages") or []
+    return _cut(msgs[0].get("content")) if msgs and msgs[0].get("role") == "system" else None
 
 
-def _summary(path: Path) -> list[dict]:
+def _summary(rows: list[dict]) -> list[dict]:
+    """The harness's summary table (hero_gym.benchmarks.stats) of the flat fields, as JSON-able rows."""
+    import pandas as pd
+
     from hero_gym.benchmarks.stats import summarize
 
-    table = summarize(load_frame([path]))
+    df = pd.DataFrame(rows, columns=list(FLAT_FIELDS))
+    df["success"] = df["success"].astype(bool)
+    table = summarize(df)
     return [{k: _finite(v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in table.to_dict(orient="records")]
 
 
-def load_eval_run(path: Path, label: str) -> dict:
-    """One evaluation run: config, summary rows, episode rows and details (details in key order)."""
+def iter_records(path: Path):
+    """The run's records one at a time, as RunStore.load() reads them (first copy of a key, torn lines skipped),
+    without holding every trajectory in memory at once."""
+    seen = set()
+    if not (path / EPISODES).is_file():
+        return
+    with open(path / EPISODES, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                rec = EpisodeRecord.from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError) as e:
+                if line.endswith("\n"):
+                    warnings.warn(f"{path / EPISODES}:{lineno}: skipping unreadable record ({e})", stacklevel=2)
+                continue
+            if rec.key in seen:
+                warnings.warn(f"{path / EPISODES}:{lineno}: duplicate episode {rec.key}; keeping the first", stacklevel=2)
+                continue
+            seen.add(rec.key)
+            yield rec
+
+
+def load_eval_run(path: Path, label: str, pack: Callable[[list], int]) -> dict:
+    """One evaluation run: config, summary rows and one row per episode (in task, attempt order). Episode details
+    go to `pack` in chunks of CHUNK_EPISODES as they are read (it returns the chunk's id; a row's "c" and "i" say
+    where its details are), so a large run never sits in memory whole."""
     store = RunStore(path)
-    recs = sorted(store.load(), key=lambda r: (r.task, r.attempt))
-    if not recs:
+    rows, flat, pending, system = [], [], [], None
+    for rec in iter_records(path):
+        detail = episode_detail(rec)
+        rows.append(episode_row(rec, detail))
+        flat.append({**{f: getattr(rec, f) for f in FLAT_FIELDS}, "run": label})
+        if system is None:
+            system = _system_prompt(rec)
+        pending.append(detail)
+        if len(pending) == CHUNK_EPISODES:
+            _flush(pending, rows, pack)
+    if not rows:
         raise RunStoreError(f"{path} holds no episodes yet")
-    details = [episode_detail(r) for r in recs]
+    _flush(pending, rows, pack)
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["t"], rows[i]["a"]))
     return {"label": label, "path": str(path), "config": store.config if store.exists() else {},
-            "summary": _summary(path), "rows": [episode_row(r, d) for r, d in zip(recs, details)],
-            "details": details, "system": _system_prompt(recs)}
+            "summary": _summary(flat), "rows": [rows[i] for i in order], "system": system}
+
+
+def _flush(pending: list, rows: list, pack) -> None:
+    if not pending:
+        return
+    cid = pack(list(pending))
+    for i, r in enumerate(rows[len(rows) - len(pending):]):
+        r["c"], r["i"] = cid, i
+    pending.clear()
 
 
 def _eval_dirs(path: Path) -> list[Path]:
     """Evaluation stores of a training run: final first, then by step."""
-    dirs = [d for d in sorted((path / "eval").glob("*")) if d.is_dir() and is_eval_run(d) and RunStore(d).load()]
+    dirs = [d for d in sorted((path / "eval").glob("*")) if d.is_dir() and (d / EPISODES).is_file()
+            and (d / EPISODES).stat().st_size]
     return sorted(dirs, key=lambda d: (d.name != "final", d.name))
 
 
-def load_train_run(path: Path, label: str) -> dict:
+def load_train_run(path: Path, label: str, pack: Callable[[list], int]) -> dict:
     """A training run: config, step log, credit records per step and its evaluation runs."""
     from hero_gym.agents.credit_log import load_credit
 
@@ -164,20 +213,21 @@ def load_train_run(path: Path, label: str) -> dict:
     config = {}
     if (path / "config.json").is_file():
         config = json.loads((path / "config.json").read_text())
-    credit = [{"step": s, "rollouts": rows} for s, rows in sorted(load_credit(path).items())]
-    runs = [load_eval_run(d, f"{label}/eval/{d.name}") for d in _eval_dirs(path)]
+    credit = [{"step": s, "n": len(rows), "chunk": pack(rows)} for s, rows in sorted(load_credit(path).items())]
+    runs = [load_eval_run(d, f"{label}/eval/{d.name}", pack) for d in _eval_dirs(path)]
     return {"label": label, "path": str(path), "config": config, "log": log, "credit": credit, "runs": runs}
 
 
-def load_source(path: str | Path) -> dict:
-    """One command-line argument: {"kind": "eval"|"train", ...}. Raises RunStoreError for anything else."""
+def load_source(path: str | Path, pack: Callable[[list], int]) -> dict:
+    """One command-line argument: {"kind": "eval"|"train", ...}; bulky parts go to `pack`, which returns an id.
+    Raises RunStoreError for anything else."""
     p = Path(path)
     if not p.is_dir():
         raise RunStoreError(f"run directory {path} does not exist")
     label = run_label(p)
     if is_eval_run(p):
-        return {"kind": "eval", "label": label, "runs": [load_eval_run(p, label)]}
+        return {"kind": "eval", "label": label, "runs": [load_eval_run(p, label, pack)]}
     if is_train_run(p):
-        return {"kind": "train", **load_train_run(p, label)}
+        return {"kind": "train", **load_train_run(p, label, pack)}
     raise RunStoreError(f"{path} is neither an evaluation run (no {RUN_JSON} or {EPISODES}) nor a training run "
                         "(no train_log.jsonl, credit/ or eval/)")

@@ -2,7 +2,7 @@
 
 The page needs no server and no network. Run-level data (summaries, one small row per episode, training logs) is
 embedded as JSON; episode details and credit records, the bulk, are embedded as gzip-compressed, base64-encoded
-chunks of :data:`CHUNK_EPISODES` episodes (or one training step) that the page decompresses with the browser's own
+chunks of ``hero_gym.viewer.data.CHUNK_EPISODES`` episodes (or one training step) that the page decompresses with the browser's own
 ``DecompressionStream`` only when one of them is opened. So a 10,000-episode run opens as fast as its run page
 renders, and the file stays a fraction of the JSONL it comes from (sizes: results/viewer.md).
 """
@@ -19,47 +19,32 @@ from typing import Sequence
 
 from hero_gym.viewer.data import load_source
 
-CHUNK_EPISODES = 100
-"""Episodes per compressed chunk: opening an episode decompresses its chunk only."""
-
-
 def _pack(obj) -> str:
     # mtime=0: the same runs give byte-identical reports
     return base64.b64encode(gzip.compress(json.dumps(obj, ensure_ascii=False).encode("utf-8"), 9, mtime=0)).decode("ascii")
 
 
-class _Chunks:
-    def __init__(self):
-        self.blobs: list[str] = []
+def build_payload(run_dirs: Sequence[str | Path]) -> tuple[dict, list[str]]:
+    """(page data, compressed chunks) of the run directories (read by hero_gym.viewer.data.load_source)."""
+    blobs: list[str] = []
 
-    def add(self, obj) -> int:
-        self.blobs.append(_pack(obj))
-        return len(self.blobs) - 1
+    def pack(obj) -> int:
+        blobs.append(_pack(obj))
+        return len(blobs) - 1
 
-
-def build_payload(sources: list[dict]) -> tuple[dict, list[str]]:
-    """(page data, compressed chunks) from loaded sources (hero_gym.viewer.data.load_source)."""
-    chunks = _Chunks()
-    runs, out_sources = [], []
-    for s in sources:
-        ids = []
-        for run in s["runs"]:
-            details = run.pop("details")
-            run["chunks"] = [chunks.add(details[i:i + CHUNK_EPISODES]) for i in range(0, len(details), CHUNK_EPISODES)]
-            run["chunk_size"] = CHUNK_EPISODES
-            ids.append(len(runs))
-            runs.append(run)
-        src = {"kind": s["kind"], "label": s["label"], "runs": ids}
-        if s["kind"] == "train":
-            src.update(path=s["path"], config=s["config"], log=s["log"],
-                       credit=[{"step": c["step"], "n": len(c["rollouts"]), "chunk": chunks.add(c["rollouts"])}
-                               for c in s["credit"]])
-        out_sources.append(src)
+    runs, sources = [], []
+    for d in run_dirs:
+        s = load_source(d, pack)
+        if s["kind"] == "train" and not (s["runs"] or s["credit"] or s["log"]):
+            raise ValueError(f"{d} is a training run with nothing to show yet (no log, credit or eval records)")
+        ids = list(range(len(runs), len(runs) + len(s["runs"])))
+        runs += s.pop("runs")
+        sources.append({**s, "runs": ids})
     from hero_gym import __version__
 
-    data = {"sources": out_sources, "runs": runs, "version": __version__,
+    data = {"sources": sources, "runs": runs, "version": __version__,
             "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    return data, chunks.blobs
+    return data, blobs
 
 
 def _script_json(obj) -> str:
@@ -82,12 +67,8 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"--out must name an .html file, got {str(out)!r}")
-    sources = [load_source(d) for d in run_dirs]
-    for s in sources:
-        if s["kind"] == "train" and not s["runs"] and not s["credit"] and not s["log"]:
-            raise ValueError(f"{s['path']} is a training run with nothing to show yet (no log, credit or eval records)")
-    data, blobs = build_payload(sources)
-    title = " vs ".join(s["label"] for s in sources)
+    data, blobs = build_payload(run_dirs)
+    title = " vs ".join(s["label"] for s in data["sources"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(data, blobs, f"hero-gym: {title}"), encoding="utf-8")
     return out
