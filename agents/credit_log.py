@@ -88,7 +88,8 @@ class CreditBatch:
         """Record one scored turn (a TurnItem; `loss` = its per-token divergence, one value per action token)."""
         if item.traj_index not in self.keep:
             return
-        values = [float(v) for v in loss.detach().float().reshape(-1).tolist()]
+        # float32 values: 8 significant digits keep every bit that matters and a third of the bytes
+        values = [float(f"{v:.8g}") for v in loss.detach().float().reshape(-1).tolist()]
         if len(values) != len(item.action_ids):
             raise ValueError(f"{len(values)} loss values for {len(item.action_ids)} action tokens")
         self.losses[(item.traj_index, item.turn_index)] = (list(item.action_ids), values, item.extra.get("block"))
