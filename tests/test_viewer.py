@@ -200,3 +200,18 @@ def test_view_and_plot_credit_errors_are_one_line(runs, tmp_path, capsys):
     out = tmp_path / "credit.png"
     assert main(["plot", "credit", str(runs / "train"), "--step", "2", "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_markup_and_nan_in_a_run_are_shown_as_text(runs, tmp_path):
+    recs = _records(runs / "mixed")
+    rec = json.loads(json.dumps(recs[(0, 0)]))
+    rec["trajectory"]["turns"][0]["observation"] = "</script><!-- <b>not bold</b> & done"
+    rec["trajectory"]["reward_info"]["extra"] = float("nan")
+    run = tmp_path / "odd"
+    run.mkdir()
+    (run / "run.json").write_text((runs / "mixed" / "run.json").read_text())
+    (run / "episodes.jsonl").write_text(json.dumps(rec) + "\n")  # json writes NaN, as a run file may hold it
+    page = _view(tmp_path, "odd")
+    ep = _dom(page, "#ep/0/0/0").find("div", cls="episode")
+    _check_episode(ep, rec)
+    assert ep.find_all("b") and not any(b.text() == "not bold" for b in ep.find_all("b"))

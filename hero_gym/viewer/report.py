@@ -13,15 +13,28 @@ import base64
 import datetime as _dt
 import gzip
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
 from hero_gym.viewer.data import load_source
 
+
+def _clean(obj):
+    """`obj` with NaN/inf as None: JSON (and the browser's JSON.parse) has no such numbers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
 def _pack(obj) -> str:
-    # mtime=0: the same runs give byte-identical reports
-    return base64.b64encode(gzip.compress(json.dumps(obj, ensure_ascii=False).encode("utf-8"), 9, mtime=0)).decode("ascii")
+    data = json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return base64.b64encode(gzip.compress(data, 9, mtime=0)).decode("ascii")  # mtime=0: same runs, same bytes
 
 
 def build_payload(run_dirs: Sequence[str | Path]) -> tuple[dict, list[str]]:
@@ -48,8 +61,9 @@ def build_payload(run_dirs: Sequence[str | Path]) -> tuple[dict, list[str]]:
 
 
 def _script_json(obj) -> str:
-    # Inside <script>, "</" would end the element early; JSON allows "<\/" for the same text.
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
+    # Inside <script>, "</script" or "<!--" would change how the page is parsed; "<" only occurs inside JSON
+    # strings, where the escape \u003c is the same character.
+    return json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
 
 
 def render_html(data: dict, blobs: list[str], title: str) -> str:
