@@ -11,7 +11,6 @@ turn reward) with the reward breakdown; token ids, tool schemas and the repeated
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -32,13 +31,6 @@ def _cut(text) -> str:
         return text
     half = MAX_TEXT_CHARS // 2
     return f"{text[:half]}\n[... {len(text) - 2 * half} characters not shown ...]\n{text[-half:]}"
-
-
-def _finite(x):
-    """JSON-safe number: NaN/inf become None (JSON has no NaN)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def is_eval_run(path: Path) -> bool:
@@ -79,7 +71,7 @@ def episode_detail(rec) -> dict:
     pairs = _turn_messages(traj)
     turns = []
     for i, t in enumerate(traj.get("turns") or []):
-        row = {"a": _cut(t.get("action")), "o": _cut(t.get("observation")), "r": _finite(t.get("reward", 0.0)),
+        row = {"a": _cut(t.get("action")), "o": _cut(t.get("observation")), "r": t.get("reward", 0.0),
                "inv": (t.get("info") or {}).get("invalid_reason") or ("invalid action" if t.get("invalid") else None)}
         if pairs is not None:
             msg, answers = pairs[i]
@@ -98,7 +90,7 @@ def episode_detail(rec) -> dict:
         turns.append(row)
     return {"instr": _cut(traj.get("initial_observation")), "turns": turns,
             "ri": json.loads(json.dumps(traj.get("reward_info") or {}, default=str)), "seed": rec.seed,
-            "why": rec.termination_reason, "err": rec.error, "tok": rec.tokens_out, "wall": _finite(rec.wall_time_s)}
+            "why": rec.termination_reason, "err": rec.error, "tok": rec.tokens_out, "wall": rec.wall_time_s}
 
 
 def _json_call(action) -> str | None:
@@ -116,7 +108,7 @@ def _json_call(action) -> str | None:
 
 def episode_row(rec, detail: dict) -> dict:
     """The run page's row of one episode (filters read these fields)."""
-    return {"t": rec.task, "a": rec.attempt, "r": _finite(rec.reward), "s": bool(rec.success), "n": rec.turns,
+    return {"t": rec.task, "a": rec.attempt, "r": rec.reward, "s": bool(rec.success), "n": rec.turns,
             "mt": rec.max_turns, "why": rec.termination_reason, "err": bool(rec.error),
             "inv": sum(1 for t in detail["turns"] if t["inv"])}
 
@@ -135,8 +127,8 @@ def _summary(rows: list[dict]) -> list[dict]:
     df = pd.DataFrame(rows, columns=list(FLAT_FIELDS))
     df["success"] = df["success"].astype(bool)
     table = summarize(df)
-    return [{k: _finite(v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in table.to_dict(orient="records")]
+    # NaN (e.g. turns_success with no success) becomes null when the page data is written (report._clean)
+    return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in table.to_dict(orient="records")]
 
 
 def iter_records(path: Path):
@@ -207,7 +199,7 @@ def load_train_run(path: Path, label: str, pack: Callable[[list], int]) -> dict:
     if (path / "train_log.jsonl").is_file():
         for line in (path / "train_log.jsonl").read_text().splitlines():
             try:
-                log.append({k: _finite(v) for k, v in json.loads(line).items()})
+                log.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # torn last line of a killed run
     config = {}
