@@ -30,7 +30,8 @@ def test_stored_token_losses_are_the_loss_terms_of_the_step(tmp_path, method, st
         assert len(turns) == rec["scored_turns"]
         values = [v for t in turns for v in t["loss"]]
         assert len(values) == rec["loss_tokens"] and all(v >= 0 for v in values)
-        assert sum(values) / rec["loss_tokens"] == pytest.approx(rec["loss"], rel=1e-4, abs=1e-9)
+        distill = rec.get("distill_loss", rec["loss"])  # the loss without an optional RL term
+        assert sum(values) / rec["loss_tokens"] == pytest.approx(distill, rel=1e-4, abs=1e-9)
         for t in turns:
             assert len(t["token_ids"]) == len(t["tokens"]) == len(t["loss"]) > 0
             assert t["privileged"]
