@@ -14,24 +14,18 @@ token, the term the step's token-mean loss averages.
 Bounds (documented in the README's Viewer section): the first ``credit_rollouts_per_step`` rollouts of a step in
 batch order (whole groups first, so siblings of one task sit together; 0 turns logging off); every stored text is
 cut to :data:`MAX_TEXT_CHARS` characters (head and tail kept); action tokens are bounded by ``max_new_tokens``. A
-step's file is rewritten when the step is redone after a resume. Only rank 0 writes.
+step's file is rewritten when the step is redone after a resume. Only rank 0 writes. Reading: hero_gym.viewer.credit.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hero_gym.types import Trajectory
+from hero_gym.viewer.credit import credit_path
 
-CREDIT_DIR = "credit"
 MAX_TEXT_CHARS = 8000
 """Cap on every text stored per rollout (instruction, action, observation, privileged block)."""
-
-
-def credit_path(run_dir: str | Path, step: int) -> Path:
-    """The credit file of (1-based) `step` in a training run directory."""
-    return Path(run_dir) / CREDIT_DIR / f"step_{int(step):05d}.jsonl"
 
 
 def cut(text: str | None, limit: int = MAX_TEXT_CHARS) -> str:
@@ -123,28 +117,3 @@ def rollout_record(traj: Trajectory, losses: dict, k: int, tokenizer) -> dict:
     return {"env": traj.env_id, "split": traj.split, "task": traj.task_index, "seed": traj.seed, "reward": traj.reward,
             "success": traj.success, "termination_reason": traj.termination_reason, "error": traj.error,
             "instruction": cut(traj.initial_observation), "turns": turns}
-
-
-def load_credit(run_dir: str | Path, step: int | None = None) -> dict[int, list[dict]]:
-    """Credit records of a training run: {step: [rollout, ...]}, all steps or only `step`.
-
-    Raises FileNotFoundError naming what exists when `step` has no record; a torn last line is skipped.
-    """
-    folder = Path(run_dir) / CREDIT_DIR
-    files = sorted(folder.glob("step_*.jsonl"))
-    steps = {int(p.stem.split("_")[1]): p for p in files}
-    if step is not None:
-        if step not in steps:
-            have = f"steps {sorted(steps)}" if steps else "no credit records (only the distillation methods write them)"
-            raise FileNotFoundError(f"{run_dir} has no credit record for step {step}; it has {have}")
-        steps = {step: steps[step]}
-    out = {}
-    for s, p in steps.items():
-        rows = []
-        for line in p.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a killed step
-        out[s] = rows
-    return out

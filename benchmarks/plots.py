@@ -132,7 +132,7 @@ def plot_credit(run_dir: str | os.PathLike, step: int, out_png: str | os.PathLik
     from matplotlib.colors import LinearSegmentedColormap, Normalize
     from matplotlib.patches import Rectangle
 
-    from hero_gym.agents.credit_log import load_credit
+    from hero_gym.viewer.credit import load_credit
 
     if max_rollouts < 1:
         raise ValueError(f"max_rollouts must be positive, got {max_rollouts}")

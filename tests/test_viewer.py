@@ -35,7 +35,9 @@ def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("viewer")
     tau = ["eval", "--env", "hero_gym/TauRetail-v0", "--split", "test", "--k", "2", "--tasks", "0-3", "--max-turns", "8",
            "--no-progress"]
-    assert main([*tau, "--policy", "viewer_agent:make", "--out", str(d / "mixed")]) == 0
+    # exit 1: the policy's error episodes are stored but are not results (the viewer still shows them)
+    assert main([*tau, "--policy", "viewer_agent:make", "--out", str(d / "mixed")]) == 1
+    assert len((d / "mixed" / "episodes.jsonl").read_text().splitlines()) == 8
     assert main([*tau, "--policy", "oracle", "--out", str(d / "oracle")]) == 0
     assert main(["train", "--method", "sdpo", "--env", "hero_gym/WebShop-v0", "--model", "tiny", "--tasks", "0-2",
                  "--group-size", "2", "--tasks-per-step", "2", "--steps", "2", "--max-new-tokens", "12",

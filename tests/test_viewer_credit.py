@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from hero_gym.agents.credit_log import credit_path, cut, load_credit
+from hero_gym.agents.credit_log import cut
+from hero_gym.viewer.credit import credit_path, load_credit
 from test_agents import SECRET, build
 
 

@@ -193,7 +193,7 @@ def _eval_dirs(path: Path) -> list[Path]:
 
 def load_train_run(path: Path, label: str, pack: Callable[[list], int]) -> dict:
     """A training run: config, step log, credit records per step and its evaluation runs."""
-    from hero_gym.agents.credit_log import load_credit
+    from hero_gym.viewer.credit import load_credit
 
     log = []
     if (path / "train_log.jsonl").is_file():
