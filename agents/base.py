@@ -139,6 +139,9 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar over steps (turns and tokens while a step's rollouts run) and print one line per step
     (loss, reward, success, turns, tokens/s, selected turns) on stderr; a line every 30 s when not a terminal."""
+    credit_rollouts_per_step: int = 4
+    """Distillation methods: rollouts per step whose per-token teacher-student divergences are kept in
+    out_dir/credit/step_NNNNN.jsonl for `hero-gym view` (0 = none; bounds in agents/credit_log.py)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -151,6 +154,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
+        c = self.credit_rollouts_per_step
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ValueError(f"credit_rollouts_per_step must be a non-negative integer, got {c!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.temperature <= 0:

@@ -137,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
         q = psub.add_parser(name, help=help_)
         q.add_argument("runs", nargs="+", metavar="RUN")
         q.add_argument("--out", required=True, help="PNG file to write")
+    q = psub.add_parser("credit", help="action tokens of a training step shaded by the teacher-student divergence")
+    q.add_argument("run", metavar="RUN", help="training run directory (with credit/step_NNNNN.jsonl)")
+    q.add_argument("--step", type=_positive_int, required=True, help="training step (as in train_log.jsonl)")
+    q.add_argument("--rollouts", type=_positive_int, default=4, help="rollouts shown (default %(default)s)")
+    q.add_argument("--out", required=True, help="PNG file to write")
+
+    p = sub.add_parser("view", help="one self-contained HTML page of a run (or two side by side): episodes, turns, "
+                                    "training steps with per-token credit")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="evaluation or training run directory; a second one is "
+                                                          "shown side by side")
+    p.add_argument("--out", default=None, help="HTML file to write (default: RUN/report.html)")
 
     p = sub.add_parser("export", help="export a run as chat JSONL (TRL/verl) or Parquet (flat fields)")
     p.add_argument("run", metavar="RUN")
@@ -225,11 +236,15 @@ def _cmd_compare(args) -> int:
 
 def _cmd_plot(args) -> int:
     if not args.plot:
-        raise UsageError("hero-gym plot: choose budget-sweep or heatmap (see hero-gym plot --help)")
+        raise UsageError("hero-gym plot: choose budget-sweep, heatmap or credit (see hero-gym plot --help)")
     if not args.out.lower().endswith(".png"):
         raise UsageError(f"hero-gym plot: --out must name a .png file, got {args.out!r}")
     from hero_gym.benchmarks import plots
 
+    if args.plot == "credit":
+        plots.plot_credit(args.run, args.step, args.out, max_rollouts=args.rollouts)
+        print(f"wrote {args.out}")
+        return 0
     fn = plots.plot_budget_sweep if args.plot == "budget-sweep" else plots.plot_task_heatmap
     fn(args.runs, args.out)
     print(f"wrote {args.out}")
@@ -246,6 +261,17 @@ def _cmd_export(args) -> int:
     else:
         raise UsageError(f"hero-gym export: --out must end in .jsonl or .parquet, got {args.out!r}")
     print(f"wrote {n} episodes to {args.out}")
+    return 0
+
+
+def _cmd_view(args) -> int:
+    from hero_gym.viewer import build_report
+
+    if len(args.runs) > 2:
+        raise UsageError(f"hero-gym view: give one run, or two to compare side by side; got {len(args.runs)}")
+    out = build_report(args.runs, args.out or Path(args.runs[0]) / "report.html")
+    size = out.stat().st_size
+    print(f"wrote {out} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"wrote {out} ({size / 1e3:.0f} kB)")
     return 0
 
 
@@ -271,7 +297,7 @@ def _cmd_demo(args) -> int:
 
 
 _COMMANDS = {"envs": _cmd_envs, "eval": _cmd_eval, "demo": _cmd_demo, "summary": _cmd_summary, "compare": _cmd_compare,
-             "plot": _cmd_plot, "export": _cmd_export}
+             "plot": _cmd_plot, "export": _cmd_export, "view": _cmd_view}
 
 
 def _run(argv: list[str]) -> int:
