@@ -68,12 +68,16 @@ def run_demo(cfg: DemoConfig, out=None) -> dict:
     root = Path(cfg.out)
     import torch
 
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)  # overrides OMP_NUM_THREADS=1 from test setups
     runs, errors = [], []
-    for spec in [cfg.policy, *cfg.baselines]:
-        store = _evaluate(cfg, spec, root / _dir_name(spec))
-        runs.append(store.dir)
-        errors += [(spec, e) for e in store.outcome.errors]
+    try:
+        for spec in [cfg.policy, *cfg.baselines]:
+            store = _evaluate(cfg, spec, root / _dir_name(spec))
+            runs.append(store.dir)
+            errors += [(spec, e) for e in store.outcome.errors]
+    finally:  # a caller in the same process (a test, a notebook) keeps its own thread setting
+        torch.set_num_threads(threads_before)
     rows = [_policy_row(r) for r in runs]
     from hero_gym.benchmarks.compare import compare, to_markdown, write_tables
 

@@ -208,7 +208,7 @@ def test_cli_download_from_local_mirror_then_verify(stand_in, mirror, tmp_path, 
 def test_download_without_mirror_names_the_drive_url(stand_in, tmp_path, monkeypatch):
     fetched = []
 
-    def fake_fetch(url, tmp, what):
+    def fake_fetch(url, tmp, what, **_):
         fetched.append(url)
         raise DataError(f"download of {what} failed: cannot reach {url}")
 
@@ -216,7 +216,7 @@ def test_download_without_mirror_names_the_drive_url(stand_in, tmp_path, monkeyp
     with pytest.raises(DataError, match="cannot reach"):
         download(DATASET, tmp_path)
     assert fetched[0] == data.manifest(DATASET)["by_path"][HUMAN]["url"]
-    monkeypatch.setattr(dl, "_fetch_to", lambda url, tmp, what: fetched.append(url) or
+    monkeypatch.setattr(dl, "_fetch_to", lambda url, tmp, what, **_: fetched.append(url) or
                         tmp.write_bytes(_human_ins()))
     with pytest.raises(DataError):  # the stand-in human file fits; the Drive files get the wrong bytes
         download(DATASET, tmp_path)
