@@ -29,6 +29,8 @@ from hero_gym.registry import get_spec
 from hero_gym.types import Trajectory
 
 METHODS = ("grpo", "sdpo", "full-demo", "hero")
+# Methods that train but are not compared in sweeps by default: behaviour cloning, the sweeps' warm start.
+TRAIN_METHODS = METHODS + ("sft",)
 # Settings a resumed run must share with its checkpoint (others, like steps or eval settings, may change).
 RESUME_IDENTITY = ("env_id", "split", "model", "method", "turn_budget", "group_size", "tasks_per_step", "seed", "lora",
                    "lora_r", "teacher")
@@ -47,7 +49,7 @@ class TrainConfig:
     model: str = "smollm2"
     """Model spec for :func:`hero_gym.policies.models.load_model`: "smollm2", "tiny", a folder or a hub id."""
     method: str = "hero"
-    """One of grpo, sdpo, full-demo, hero (the CLI picks the trainer class from it)."""
+    """One of grpo, sdpo, full-demo, hero, sft (the CLI picks the trainer class from it)."""
     turn_budget: int = 15
     """Training turn budget: max_turns of every training rollout (a rollout that runs out is a failure)."""
     group_size: int = 8
@@ -138,8 +140,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method not in TRAIN_METHODS:
+            raise ValueError(f"method must be one of {TRAIN_METHODS}, got {self.method!r}")
         for name in ("turn_budget", "group_size", "tasks_per_step", "grad_accum", "micro_batch_size",
                      "max_new_tokens", "max_context_tokens", "eval_k"):
             v = getattr(self, name)
@@ -308,15 +310,21 @@ class Trainer:
     def task_pool(self, split: str, tasks: list[int] | None) -> list[int]:
         return list(tasks) if tasks is not None else list(range(get_spec(self.config.env_id).splits[split]))
 
-    def collect(self, step: int, micro: int) -> list[list[Trajectory]]:
-        """Rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro), G episodes each."""
+    def episode_specs(self, step: int, micro: int) -> list:
+        """The episodes of rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro),
+        G episodes each, task by task."""
         cfg = self.config
         pool = self.task_pool(cfg.split, cfg.tasks)
         rng = np.random.default_rng([cfg.seed, step, micro, self.rank])
         tasks = rng.choice(pool, size=cfg.tasks_per_step, replace=len(pool) < cfg.tasks_per_step).tolist()
         base = (cfg.seed * 1_000_003 + step * 1009 + micro * 101 + self.rank * 7_777_777) % (2**31)
-        specs = [make_episode_spec(int(t), (base + i * cfg.group_size + g) % (2**31), cfg.split, attempt=g)
-                 for i, t in enumerate(tasks) for g in range(cfg.group_size)]
+        return [make_episode_spec(int(t), (base + i * cfg.group_size + g) % (2**31), cfg.split, attempt=g)
+                for i, t in enumerate(tasks) for g in range(cfg.group_size)]
+
+    def collect(self, step: int, micro: int) -> list[list[Trajectory]]:
+        """Rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro), G episodes each."""
+        cfg = self.config
+        specs = self.episode_specs(step, micro)
         self.model.eval()
         with torch.no_grad(), self.autocast():
             trajs = self.rollout_fn(
