@@ -112,6 +112,9 @@ class TrainConfig:
     """hf (the training model itself) or vllm (VLLMPolicy, weights synced after each update; GPU only)."""
     vllm_gpu_memory_utilization: float = 0.4
     """Share of GPU memory the vLLM engine may take (the rest is for training)."""
+    prefix_cache_mb: float = 0
+    """hf rollouts: keep each conversation's attention keys/values (MB) so a turn only runs its new tokens
+    (hero_gym.policies.kv_cache; emptied whenever the weights change). 0 = off."""
     rollout_batch_size: int | None = None
     """Episodes the rollout engine advances together (None = all of a batch)."""
     env_kwargs: dict = field(default_factory=dict)
@@ -206,6 +209,9 @@ class Trainer:
     """Shared training loop. Subclasses implement :meth:`batch_loss` (and may override :meth:`prepare`)."""
 
     method_name = "base"
+    # Whether training episodes run under `turn_budget`; evaluation records of a method that does not (behaviour
+    # cloning on whole demonstrations) carry train_budget 0, which the budget-sweep plot draws as the start line.
+    uses_turn_budget = True
 
     def __init__(self, config: TrainConfig, *, model=None, tokenizer=None, rollout_fn: Callable | None = None,
                  policy=None, resume: bool = True):
@@ -276,7 +282,8 @@ class Trainer:
                 self._policy = self._vllm_policy()
             else:
                 from hero_gym.policies.hf import HFPolicy
-                self._policy = HFPolicy(self.model, self.tokenizer, name=f"{self.config.model}+{self.method_name}")
+                self._policy = HFPolicy(self.model, self.tokenizer, name=f"{self.config.model}+{self.method_name}",
+                                        prefix_cache_mb=self.config.prefix_cache_mb)
         return self._policy
 
     def _vllm_policy(self):
@@ -420,7 +427,9 @@ class Trainer:
             "success_rate": float(np.mean([t.success for t in trajs])) if trajs else 0.0,
             "mean_reward": float(np.mean([t.reward for t in trajs])) if trajs else 0.0,
             "mean_turns": float(np.mean([t.num_turns for t in trajs])) if trajs else 0.0,
+            "rollout_tokens_out": sum(t.tokens_out for t in trajs), "rollout_tokens_in": sum(t.tokens_in for t in trajs),
             "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "peak_rss_mb": _peak_rss_mb(),
             **{f"total_{k}": v for k, v in self.counters.items()},
         }
         if self.device.type == "cuda":
@@ -458,7 +467,7 @@ class Trainer:
                 self.evaluate()
             if ((cfg.save_every and self.step % cfg.save_every == 0) or last) and self.is_main:
                 self.save()
-        if cfg.export_model and self.is_main and history:
+        if cfg.export_model and self.is_main and (history or not (self.out_dir / "model").is_dir()):
             self.export(self.out_dir / "model")
         if cfg.eval_split and self.is_main:
             self.evaluate(final=True)  # resumes (skips stored episodes) when the run had already finished
@@ -496,30 +505,33 @@ class Trainer:
         spec = get_spec(cfg.env_id)
         max_turns = cfg.eval_max_turns or spec.default_max_turns
         tasks = self.task_pool(cfg.eval_split, cfg.eval_tasks)
-        name = f"{self.method_name}-B{cfg.turn_budget}-s{cfg.seed}-step{self.step}"
+        budget = cfg.turn_budget if self.uses_turn_budget else 0
+        name = f"{self.method_name}-B{budget}-s{cfg.seed}-step{self.step}"
         store = RunStore(self.out_dir / "eval" / ("final" if final else f"step_{self.step:05d}"))
         store.init({"env": cfg.env_id, "split": cfg.eval_split, "policy": f"{cfg.model}+{self.method_name}",
                     "k": cfg.eval_k, "max_turns": max_turns, "seed": cfg.seed, "method": self.method_name,
-                    "train_budget": cfg.turn_budget, "temperature": cfg.eval_temperature,
+                    "train_budget": budget, "temperature": cfg.eval_temperature,
                     "max_new_tokens": cfg.max_new_tokens, "name": name, "train_step": self.step, "tasks": tasks})
         done = store.done_keys()
         todo = [(t, a) for t in tasks for a in range(cfg.eval_k)
                 if (cfg.env_id, cfg.eval_split, t, a) not in done]
         specs = [make_episode_spec(t, eval_seed(cfg.seed, t, a), cfg.eval_split, attempt=a) for t, a in todo]
         if specs:
+            attempt_of = {s.seed: a for s, (_, a) in zip(specs, todo)}  # seeds are unique per (task, attempt)
+
+            def keep(tr):  # stored as each episode ends, so a long evaluation that is killed resumes
+                store.append([record_from_trajectory(tr, attempt=attempt_of[tr.seed],
+                                                     policy=f"{cfg.model}+{self.method_name}", max_turns=max_turns,
+                                                     method=self.method_name, train_budget=budget, run=name)])
+
             state = rng_state()  # evaluation must not shift the training RNG stream (resume equivalence)
             self.model.eval()
             with torch.no_grad(), self.autocast():
-                trajs = self.rollout_fn(cfg.env_id, self.policy, specs,
-                                        env_kwargs={**cfg.env_kwargs, "max_turns": max_turns},
-                                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
-                                        batch_size=cfg.rollout_batch_size)
+                self.rollout_fn(cfg.env_id, self.policy, specs, env_kwargs={**cfg.env_kwargs, "max_turns": max_turns},
+                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                                batch_size=cfg.rollout_batch_size, on_episode=keep)
             self.model.train()
             set_rng_state(state)
-            store.append([record_from_trajectory(tr, attempt=a, policy=f"{cfg.model}+{self.method_name}",
-                                                 max_turns=max_turns, method=self.method_name,
-                                                 train_budget=cfg.turn_budget, run=name)
-                          for tr, (_, a) in zip(trajs, todo)])
         return store.dir
 
     def export(self, directory: str | Path) -> Path:
@@ -559,6 +571,15 @@ class Trainer:
 
 
 # ----- helpers shared by the methods --------------------------------------------------------------------------
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB; Linux reports KB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def set_all_seeds(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -107,6 +107,7 @@ class SFTTrainer(Trainer):
     """Token-mean NLL on the agent tokens of demonstrations (oracle runs or an exported chat JSONL)."""
 
     method_name = "sft"
+    uses_turn_budget = False  # demonstrations are whole episodes under the env's own turn cap
 
     def __init__(self, config, method_config: SFTConfig | None = None, **kwargs):
         self.method_config = method_config or SFTConfig()

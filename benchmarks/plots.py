@@ -59,7 +59,8 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
     ks = sorted(table["k"].unique())
     klabel = f"mean@{ks[0]}" if len(ks) == 1 else "mean@k"
     fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
-    # Runs with train_budget 0 are untrained references (the warm start): a horizontal line, not a point at x=0.
+    # Runs with train_budget 0 are the start point (the warm start, no turn-budgeted training): a horizontal
+    # line, not a point at x=0.
     ref, table = table[table["train_budget"] == 0], table[table["train_budget"] != 0]
     budgets = sorted(table["train_budget"].unique()) or [0]
     span = (max(budgets) - min(budgets)) or 1
@@ -73,9 +74,9 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
         ax_t.plot(x, g["turns"], marker=marker, color=color, label=str(m))
     for j, (_, r) in enumerate(ref.iterrows()):
         color = f"C{(len(methods) + j) % 10}"
-        ax_s.axhline(r["success"], color=color, linestyle="--", label=f"{r['method']} (untrained reference)")
+        ax_s.axhline(r["success"], color=color, linestyle="--", label=f"{r['method']} (start point, train_budget 0)")
         ax_s.axhspan(r["lo"], r["hi"], color=color, alpha=0.1, linewidth=0)
-        ax_t.axhline(r["turns"], color=color, linestyle="--", label=f"{r['method']} (untrained reference)")
+        ax_t.axhline(r["turns"], color=color, linestyle="--", label=f"{r['method']} (start point, train_budget 0)")
     for ax in (ax_s, ax_t):
         ax.set_xlabel("training turn budget (max agent turns per training episode)")
         ax.set_xticks(budgets)
