@@ -384,36 +384,29 @@ class Trainer:
         self.counters[name] = self.counters.get(name, 0) + int(n)
 
     def after_optimizer_step(self) -> None:
-        """Hook run after every optimiser step (EMA teacher update, vLLM weight sync)."""
+        """Hook run once per training step, after its update(s) (EMA teacher update, vLLM weight sync)."""
         if self.config.rollout_backend == "vllm" and self._policy is not None:
             self._policy.update_weights(self.model.state_dict())
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
-        """Collect, compute the loss, update once; log and return the step's stats."""
+        """Collect the step's rollout batches, update (:meth:`update`), log and return the step's stats."""
         cfg = self.config
         t0, c0 = time.perf_counter(), time.process_time()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        stats: dict[str, float] = {}
-        trajs: list[Trajectory] = []
+        batches: list[list[list[Trajectory]]] = []
         rollout_s = 0.0
         for micro in range(cfg.grad_accum):
             r0 = time.perf_counter()
-            groups = self.collect(self.step, micro)
+            batches.append(self.collect(self.step, micro))
             rollout_s += time.perf_counter() - r0
-            trajs += [t for g in groups for t in g]
-            with self.autocast():
-                batch_stats = self.batch_loss(groups, 1.0 / cfg.grad_accum)
-            for k, v in batch_stats.items():
-                stats[k] = stats.get(k, 0.0) + float(v) / (cfg.grad_accum if k == "loss" else 1)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.world_size > 1:
-            self._average_gradients(params)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        trajs = [t for groups in batches for g in groups for t in g]
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
+        stats = self.update(batches)
+        for name, (num, den) in self.rate_stats.items():
+            if den in stats:
+                stats[name] = stats.get(num, 0.0) / stats[den] if stats[den] else 0.0
         self.scheduler.step()
         self.after_optimizer_step()
         self.step += 1
@@ -421,13 +414,18 @@ class Trainer:
         if errors and len(errors) == len(trajs):
             warnings.warn(f"step {self.step}: every rollout failed, nothing was learned; first error: {errors[0]}",
                           RuntimeWarning, stacklevel=2)
+        turns = [turn for t in trajs for turn in t.turns]
+        gen_tokens = sum(len(turn.action_token_ids) for turn in turns)
         rec = {
-            "step": self.step, "method": self.method_name, "episode_errors": len(errors), "lr": lr, "grad_norm": float(grad_norm), **stats,
-            "episodes": len(trajs), "env_turns": sum(t.num_turns for t in trajs),
+            "step": self.step, "method": self.method_name, "episode_errors": len(errors), "lr": lr, **stats,
+            "episodes": len(trajs), "env_turns": len(turns),
             "success_rate": float(np.mean([t.success for t in trajs])) if trajs else 0.0,
             "mean_reward": float(np.mean([t.reward for t in trajs])) if trajs else 0.0,
             "mean_turns": float(np.mean([t.num_turns for t in trajs])) if trajs else 0.0,
-            "rollout_tokens_out": sum(t.tokens_out for t in trajs), "rollout_tokens_in": sum(t.tokens_in for t in trajs),
+            # Why a method does not learn starts here: actions the env rejected, and how much was generated.
+            "invalid_action_rate": sum(turn.invalid for turn in turns) / len(turns) if turns else 0.0,
+            "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / rollout_s if rollout_s > 0 else 0.0,
+            "rollout_tokens_in": sum(t.tokens_in for t in trajs),  # context tokens the rollouts processed
             "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
             "peak_rss_mb": _peak_rss_mb(),
             **{f"total_{k}": v for k, v in self.counters.items()},
@@ -436,6 +434,36 @@ class Trainer:
             rec["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self.log(rec)
         return rec
+
+    # Per-step stats that are averaged (not summed) over a step's rollout batches, and rates derived after summing.
+    mean_stats: tuple[str, ...] = ("loss",)
+    rate_stats: dict[str, tuple[str, str]] = {}
+
+    def update(self, batches: list[list[list[Trajectory]]]) -> dict:
+        """Turn the step's rollout batches into parameter updates; return the step's stats, with ``grad_norm``.
+
+        Default: one optimiser update on the mean of the batches' losses (gradient accumulation over grad_accum
+        batches). GRPO overrides it with several epochs x mini-batches per batch of rollouts.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        for groups in batches:
+            with self.autocast():
+                batch_stats = self.batch_loss(groups, 1.0 / len(batches))
+            for k, v in batch_stats.items():
+                stats[k] = stats.get(k, 0.0) + float(v) / (len(batches) if k in self.mean_stats else 1)
+        stats["grad_norm"] = self.optimizer_update()
+        return stats
+
+    def optimizer_update(self) -> float:
+        """Average gradients across ranks, clip, take one optimiser step; return the gradient norm before clipping."""
+        cfg = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.world_size > 1:
+            self._average_gradients(params)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        self.optimizer.step()
+        return float(grad_norm)
 
     def _average_gradients(self, params) -> None:
         # Plain all-reduce instead of DDP: a rank whose batch has no loss tokens skips backward, which would

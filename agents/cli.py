@@ -4,7 +4,9 @@
         --steps 20 --out runs/hero-B5
     hero-gym sweep --methods hero,sdpo,full-demo,grpo --budgets 3,6 --seeds 0 --out runs/sweep [train options]
 
-Any TrainConfig or method-config field without its own flag can be set with ``--set name=value`` (JSON values).
+Any TrainConfig or method-config field without its own flag can be set with ``--set name=value`` (JSON values),
+e.g. ``--set rl_coef=1`` (a distillation method + GRPO's term), ``--set ppo_epochs=2 --set mini_batch_size=8``
+(GRPO), ``--set reflect_mode=per_turn`` (HERO). A sweep passes each --set to the methods that have the field.
 Runs resume from their checkpoint when started again with the same --out.
 """
 
@@ -137,7 +139,9 @@ def build_configs(args, method: str, budget: int, seed: int, out: str):
         train["env_kwargs"] = {**train.get("env_kwargs", {}), "user": load_policy(args.user[4:], seed=seed)}
     cfg = TrainConfig(**train)
     cfg.validate()
-    return cfg, mcls(**mkw)
+    mc = mcls(**mkw)
+    mc.validate(cfg)
+    return cfg, mc
 
 
 def _run_one(args, method: str, budget: int, seed: int, out: str) -> dict:

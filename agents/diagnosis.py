@@ -12,6 +12,11 @@ formats, so the parser also accepts tagged blocks::
 
 Anything that cannot be read as a diagnosis of an existing turn is dropped and counted, never guessed: a turn whose
 diagnosis is missing or unreadable simply gets none (and so no HERO loss).
+
+Only an *actionable* diagnosis becomes a hint: one that says the action was unnecessary or invalid, names a cause,
+proposes a correction or holds a free-text review. "Necessary, valid, cause none, no correction" and a per-turn
+"NO HINT" answer say the turn needs no hint. :func:`echo_score` tells a reflection that merely repeats its prompt
+(small models do) from one that says something about the trajectory.
 """
 
 from __future__ import annotations
@@ -27,6 +32,49 @@ _FIELD = re.compile(r"^\s*[-*]?\s*(necessary|necessity|valid|validity|cause|fail
 _TRUE = {"true", "yes", "y", "1", "necessary", "valid"}
 _FALSE = {"false", "no", "n", "0", "unnecessary", "invalid"}
 _ALIASES = {"necessity": "necessary", "validity": "valid", "failure_cause": "cause", "correction": "corrected_action"}
+# Causes that say nothing went wrong (compared lower-cased, without surrounding punctuation).
+_NO_CAUSE = {"", "none", "n/a", "na", "-", "nothing", "no", "null", "nil", "no problem", "no problems", "no issue",
+             "no issues", "nothing went wrong", "nothing wrong", "not applicable"}
+# Whole per-turn answers that mean "this turn needs no hint" (besides answers starting with NO HINT).
+_WORD = re.compile(r"\w+")
+
+
+def _plain(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+_NO_HINT_ANSWERS = {_plain(a) for a in _NO_CAUSE | {"ok", "okay", "fine", "correct", "the action was correct",
+                                                    "no change", "no changes", "nothing to change"}} - {""}
+
+
+def no_cause(text: str) -> bool:
+    """Whether a cause text says nothing went wrong ("none", "n/a", "" ...)."""
+    return " ".join(text.lower().split()).strip(" .,:;!-") in _NO_CAUSE
+
+
+# The diagnosis format's own vocabulary: a well-formed answer shares it with the prompt's format description.
+FORMAT_WORDS = frozenset({"turn", "necessary", "necessity", "valid", "validity", "cause", "failure_cause",
+                          "corrected_action", "correction", "true", "false", "yes", "no", "none", "null"})
+
+
+def echo_score(text: str, prompt: str, n: int = 4, ignore: frozenset = frozenset()) -> float:
+    """Share of `text`'s word n-grams (lower-cased) that also occur in `prompt`; 0 for texts under n words.
+
+    Words in `ignore` and numbers are dropped from both first (pass FORMAT_WORDS for structured answers). A
+    reflection scoring near 1 repeats its prompt (instructions, transcript, outcome) instead of judging the turn.
+    """
+    def words_of(t: str) -> list[str]:
+        return [w for w in _WORD.findall(t.lower()) if w not in ignore and not (ignore and w.isdigit())]
+
+    words = words_of(text)
+    if len(words) < n:
+        return 0.0
+    seen = set()
+    pw = words_of(prompt)
+    for i in range(len(pw) - n + 1):
+        seen.add(tuple(pw[i:i + n]))
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return sum(g in seen for g in grams) / len(grams)
 
 
 @dataclass
@@ -39,10 +87,22 @@ class Diagnosis:
     cause: str = ""
     corrected_action: str = ""
     note: str = ""  # a free-text judgement (per-turn reflection mode)
+    no_hint: bool = False  # the reflector said this turn needs no hint
 
     def is_empty(self) -> bool:
         return (self.necessary is None and self.valid is None and not self.cause and not self.corrected_action
-                and not self.note)
+                and not self.note and not self.no_hint)
+
+    def is_actionable(self) -> bool:
+        """Whether it says something to act on: unnecessary, invalid, a cause, a correction or a review."""
+        if self.no_hint:
+            return False
+        return (self.necessary is False or self.valid is False or not no_cause(self.cause)
+                or bool(self.corrected_action.strip()) or bool(self.note.strip()))
+
+    def prose(self) -> str:
+        """The diagnosis's own words (cause and review), the part an echo check reads."""
+        return " ".join(x.strip() for x in (self.cause if not no_cause(self.cause) else "", self.note) if x.strip())
 
     def to_text(self) -> str:
         """Compact form placed in the teacher's privileged block."""
@@ -51,7 +111,7 @@ class Diagnosis:
             parts.append("the action was " + ("necessary" if self.necessary else "NOT necessary"))
         if self.valid is not None:
             parts.append("it was " + ("valid" if self.valid else "INVALID"))
-        if self.cause and self.cause.strip().lower() not in ("none", "n/a", "-"):
+        if not no_cause(self.cause):
             parts.append(f"problem: {self.cause.strip()}")
         if self.corrected_action.strip():
             parts.append(f"better action: {self.corrected_action.strip()}")
@@ -152,10 +212,14 @@ def parse_diagnoses(text: str, num_turns: int) -> ParseResult:
 def parse_turn_review(text: str, turn: int, max_chars: int = 400) -> Diagnosis | None:
     """A per-turn reflection's answer: a structured diagnosis if it wrote one, else its free text as a note.
 
-    The turn is known from the request, so a turn number in the answer is ignored. Empty answers give None.
+    The turn is known from the request, so a turn number in the answer is ignored. Empty answers give None; an
+    answer that starts with "NO HINT" (or is just "none", "ok", ...) gives a diagnosis with ``no_hint`` set.
     """
     if not isinstance(text, str):
         raise TypeError(f"reflector output must be a str, got {type(text).__name__}")
+    plain = _plain(text)
+    if plain.startswith("no hint") or plain in _NO_HINT_ANSWERS:
+        return Diagnosis(turn=turn, no_hint=True)
     res = parse_diagnoses(text, 10**6)
     if res.diagnoses:
         d = next(iter(res.diagnoses.values()))

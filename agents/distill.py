@@ -5,11 +5,17 @@ turn-t context and the teacher (same model, or an EMA/frozen copy; no gradient) 
 context plus the block. The loss is the divergence by ``alpha`` per action token, token-mean over all scored
 tokens of the batch. Turns without a block contribute nothing (and are counted).
 
+With ``rl_coef > 0`` the loss adds ``rl_coef x`` GRPO's clipped policy-gradient term over every agent token of the
+batch (hero_gym.agents.policy_gradient; its settings are the PGConfig fields): "HERO alone vs HERO + GRPO" is one
+setting. The RL term needs reward contrast within a group, so at G = 1 it has no signal (warned once, logged as
+zero_adv_groups).
+
 A method subclass implements :meth:`SelfDistillTrainer.privileged_block` and optionally :meth:`prepare_groups`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +24,7 @@ import torch
 from hero_gym.agents.base import Trainer, clone_frozen, ema_update
 from hero_gym.agents.context import TeacherContextBuilder, TurnItem, student_context
 from hero_gym.agents.losses import token_divergence
+from hero_gym.agents.policy_gradient import PGConfig, PolicyGradient
 from hero_gym.agents.scoring import action_logits, chunks, trajectory_action_logits
 from hero_gym.types import Trajectory
 
@@ -34,8 +41,8 @@ def load_prompt(name: str) -> str:
 
 
 @dataclass
-class DistillConfig:
-    """Divergence settings shared by the distillation methods."""
+class DistillConfig(PGConfig):
+    """Divergence settings shared by the distillation methods, and the optional RL term (PGConfig's fields)."""
 
     alpha: float = 0.5
     """Divergence: 0 forward KL, 1 reverse KL, in between generalised JSD (0.5 symmetric; SDPO default)."""
@@ -43,31 +50,48 @@ class DistillConfig:
     """Distil on the student's top-K tokens only (None = full vocabulary). SDPO default 100."""
     add_tail: bool = True
     """With top-K, add the remaining probability mass as one extra bin (else renormalise the K bins)."""
+    rl_coef: float = 0.0
+    """Weight of a GRPO clipped policy-gradient term added to the distillation loss (0 = distillation only). The
+    paper does not settle whether HERO uses one; this is the "HERO alone vs HERO + GRPO" ablation. One on-policy
+    update per batch; needs G >= 2 for a signal."""
+
+    def validate(self, train) -> None:
+        """Raise ValueError naming the first bad setting (given the run's TrainConfig)."""
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.topk is not None and (isinstance(self.topk, bool) or not isinstance(self.topk, int) or self.topk < 1):
+            raise ValueError(f"topk must be a positive integer or None, got {self.topk!r}")
+        if not self.rl_coef >= 0:
+            raise ValueError(f"rl_coef must be >= 0, got {self.rl_coef}")
+        if self.rl_coef > 0:
+            self.check_pg(train.temperature)
 
 
 class SelfDistillTrainer(Trainer):
     """Trainer base for the self-distillation methods."""
 
     method_config: DistillConfig
+    mean_stats = ("loss", "distill_loss", "rl_loss", "clip_frac", "policy_kl", "tis_truncated_frac", "adv_abs_mean")
+    rate_stats = {"selected_frac": ("scored_turns", "turns")}
 
     def __init__(self, config, method_config: DistillConfig | None = None, **kwargs):
         self.method_config = method_config or self.default_method_config()
-        self._check_method_config()
+        self.method_config.validate(config)
         super().__init__(config, **kwargs)
 
     def default_method_config(self) -> DistillConfig:
         return DistillConfig()
 
-    def _check_method_config(self) -> None:
-        mc = self.method_config
-        if not 0 <= mc.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {mc.alpha}")
-        if mc.topk is not None and (isinstance(mc.topk, bool) or not isinstance(mc.topk, int) or mc.topk < 1):
-            raise ValueError(f"topk must be a positive integer or None, got {mc.topk!r}")
-
     def prepare(self) -> None:
         self.teacher_builder = TeacherContextBuilder(self.tokenizer, self.config.max_privileged_tokens)
         self.teacher_model = None if self.config.teacher == "current" else clone_frozen(self.model)
+        self.pg = None
+        if self.method_config.rl_coef > 0:
+            self.pg = PolicyGradient(self, self.method_config, name=f"{self.method_name} rl_coef term")
+            if self.config.group_size == 1:
+                self.pg.warned_no_signal = True
+                warnings.warn(f"{self.method_name}: rl_coef > 0 with group_size=1: the RL term's advantages are all 0, "
+                              "so only distillation trains", RuntimeWarning, stacklevel=2)
 
     def extra_state(self) -> dict:
         return {"teacher": self.teacher_model.state_dict()} if self.teacher_model is not None else {}
@@ -83,7 +107,12 @@ class SelfDistillTrainer(Trainer):
 
     # ----- what each method defines -----------------------------------------------------------------------------
     def prepare_groups(self, groups: list[list[Trajectory]]) -> None:
-        """Hook run once per batch before blocks are asked for (HERO reflects here)."""
+        """Hook run once per batch before blocks are asked for (HERO reflects here and fills selection_stats)."""
+
+    @property
+    def selection_stats(self) -> dict:
+        """Per-batch counts of why turns were or were not selected (logged with the step; HERO's reflection)."""
+        return {}
 
     def privileged_block(self, traj: Trajectory, turn: int, group: list[Trajectory]) -> str | None:
         """The privileged text the teacher sees before turn `turn`'s action, or None for no loss on that turn."""
@@ -121,10 +150,24 @@ class SelfDistillTrainer(Trainer):
         return logits
 
     def batch_loss(self, groups: list[list[Trajectory]], scale: float) -> dict:
+        stats = self.distill_loss(groups, scale)
+        stats["distill_loss"] = stats["loss"]
+        if self.pg is not None:
+            coef = self.method_config.rl_coef
+            rl = self.pg.on_policy_backward(groups, scale * coef)
+            stats.update({k: v for k, v in rl.items() if k not in ("loss", "loss_tokens")})
+            stats["rl_loss"] = rl["loss"]
+            stats["rl_tokens"] = rl["loss_tokens"]
+            stats["loss"] += coef * rl["loss"]
+        return stats
+
+    def distill_loss(self, groups: list[list[Trajectory]], scale: float) -> dict:
+        """The distillation term of one rollout batch, backpropagated (``scale x``); returns its stats."""
         items = self.build_items(groups)
         total = sum(len(i.action_ids) for i in items)
         n_turns = sum(len(t.turns) for g in groups for t in g)
-        stats = {"loss": 0.0, "loss_tokens": total, "scored_turns": len(items), "turns": n_turns}
+        stats = {"loss": 0.0, "loss_tokens": total, "scored_turns": len(items), "turns": n_turns,
+                 **self.selection_stats}
         if not total:
             return stats
         trajs = [t for g in groups for t in g]

@@ -33,6 +33,11 @@ class FullDemoConfig(DistillConfig):
     max_demo_chars_per_message: int = 1000
     """Per-message character cap when the demonstration is rendered as text."""
 
+    def validate(self, train) -> None:
+        super().validate(train)
+        if self.demo_source not in DEMO_SOURCES:
+            raise ValueError(f"demo_source must be one of {DEMO_SOURCES}, got {self.demo_source!r}")
+
 
 class FullDemoTrainer(SelfDistillTrainer):
     """Self-distillation with a full successful trajectory of the task as privileged context."""
@@ -51,8 +56,6 @@ class FullDemoTrainer(SelfDistillTrainer):
     def prepare(self) -> None:
         super().prepare()
         mc = self.method_config
-        if mc.demo_source not in DEMO_SOURCES:
-            raise ValueError(f"demo_source must be one of {DEMO_SOURCES}, got {mc.demo_source!r}")
         if mc.demo_source != "sibling" and self.oracle_fn is None:
             self.oracle_fn = self._env_oracle
         self._oracle_cache: dict[tuple, Trajectory | None] = {}
@@ -84,6 +87,10 @@ class FullDemoTrainer(SelfDistillTrainer):
             if demo is not None and demo.reward >= mc.success_threshold:
                 return demo
         return None
+
+    @property
+    def selection_stats(self) -> dict:
+        return {"trajectories_without_demo": sum(v is None for v in self._demos.values())}
 
     def prepare_groups(self, groups: list[list[Trajectory]]) -> None:
         self._demos = {}

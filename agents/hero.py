@@ -3,7 +3,19 @@
 After the rollouts, a reflector (the policy model itself by default, any Policy by option) reads each whole
 trajectory with its final outcome and writes one diagnosis per agent turn (necessity, validity, failure cause,
 optional corrected action). The teacher's privileged block for turn t = the observation that followed the action
-+ that turn's diagnosis + the final outcome. Only diagnosed turns are distilled, with JSD (alpha 0.5).
++ that turn's diagnosis + the final outcome. Only turns with an actionable diagnosis are distilled, with JSD
+(alpha 0.5).
+
+Turn selection: every agent turn ends in one of four classes, counted per step (``diagnosed_turns``,
+``no_hint_turns``, ``echo_turns``, ``undiagnosed_turns``; ``selected_frac`` and ``echo_rate`` are their shares of
+the batch's turns) and over the run (``total_*``):
+
+- diagnosed: an actionable diagnosis (unnecessary, invalid, a cause, a correction other than the action itself, or
+  a free-text review); only these get a teacher block;
+- no hint: the reflector said the turn needs none ("NO HINT", or necessary + valid + cause none + no correction);
+- echo: the reflection repeats its own prompt (>= ``echo_threshold`` of its word ``echo_ngram``-grams occur in
+  the prompt), which small models do instead of judging the turn;
+- undiagnosed: nothing readable (or a reflector error).
 
 Choices where the paper's settings are unknown (see agents/RECIPE.md): top-100 logits with a tail bucket and an
 EMA teacher (SDPO's defaults, on the same stack as the authors' sibling project), greedy reflection with 64 output
@@ -15,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hero_gym.agents.context import outcome_text, render_trajectory
-from hero_gym.agents.diagnosis import Diagnosis, parse_diagnoses, parse_turn_review
+from hero_gym.agents.diagnosis import FORMAT_WORDS, Diagnosis, echo_score, parse_diagnoses, parse_turn_review
 from hero_gym.agents.distill import DistillConfig, SelfDistillTrainer, load_prompt
 from hero_gym.policies.base import ChatRequest, Policy
 from hero_gym.types import Trajectory
@@ -30,8 +42,9 @@ class HEROConfig(DistillConfig):
     short free-text review per agent turn (more requests, but small models manage it; see RECIPE.md)."""
     reflect_template: str = "hero_reflect_v1"
     """Reflection prompt in agents/prompts (fields: {transcript}, {outcome}, {num_turns})."""
-    reflect_turn_template: str = "hero_reflect_turn_v1"
-    """Per-turn reflection prompt (fields: {transcript}, {outcome}, {turn}, {action})."""
+    reflect_turn_template: str = "hero_reflect_turn_v2"
+    """Per-turn reflection prompt (fields: {transcript}, {outcome}, {turn}, {action}); v2 lets the reflector answer
+    NO HINT for a turn that needs none (v1 always asks for a judgement)."""
     teacher_template: str = "hero_teacher_v1"
     """Teacher template in agents/prompts (fields: {observation}, {diagnosis}, {outcome})."""
     reflect_temperature: float = 0.0
@@ -44,6 +57,20 @@ class HEROConfig(DistillConfig):
     """Per-message character cap in the transcript the reflector reads."""
     max_transcript_chars: int = 24000
     """Whole-transcript cap (~6k tokens): longer episodes get a proportionally smaller per-message cap."""
+    echo_threshold: float | None = 0.5
+    """A reflection whose word n-grams come from its own prompt at this share or more is an echo, not a diagnosis
+    (small models such as SmolLM2-135M often answer by repeating the prompt). None = no echo check."""
+    echo_ngram: int = 4
+    """n of the word n-grams the echo check compares."""
+
+    def validate(self, train) -> None:
+        super().validate(train)
+        if self.reflect_mode not in ("trajectory", "per_turn"):
+            raise ValueError(f"reflect_mode must be trajectory or per_turn, got {self.reflect_mode!r}")
+        if self.echo_threshold is not None and not 0 < self.echo_threshold <= 1:
+            raise ValueError(f"echo_threshold must be in (0, 1] or None, got {self.echo_threshold}")
+        if isinstance(self.echo_ngram, bool) or not isinstance(self.echo_ngram, int) or self.echo_ngram < 1:
+            raise ValueError(f"echo_ngram must be a positive integer, got {self.echo_ngram!r}")
 
 
 class HEROTrainer(SelfDistillTrainer):
@@ -51,6 +78,8 @@ class HEROTrainer(SelfDistillTrainer):
 
     method_name = "hero"
     method_config: HEROConfig
+    rate_stats = {"selected_frac": ("scored_turns", "turns"), "echo_rate": ("echo_turns", "turns")}
+    TURN_CLASSES = ("diagnosed_turns", "no_hint_turns", "echo_turns", "undiagnosed_turns")
 
     def __init__(self, config, method_config: HEROConfig | None = None, *, reflector: Policy | None = None, **kwargs):
         if reflector is not None and not isinstance(reflector, Policy):
@@ -63,12 +92,15 @@ class HEROTrainer(SelfDistillTrainer):
 
     def prepare(self) -> None:
         super().prepare()
-        if self.method_config.reflect_mode not in ("trajectory", "per_turn"):
-            raise ValueError(f"reflect_mode must be trajectory or per_turn, got {self.method_config.reflect_mode!r}")
         self.reflect_template = load_prompt(self.method_config.reflect_template)
         self.reflect_turn_template = load_prompt(self.method_config.reflect_turn_template)
         self.teacher_template = load_prompt(self.method_config.teacher_template)
         self._diagnoses: dict[int, dict[int, Diagnosis]] = {}
+        self._selection: dict[str, int] = {}
+
+    @property
+    def selection_stats(self) -> dict:
+        return dict(self._selection)
 
     @property
     def reflector(self) -> Policy:
@@ -109,6 +141,7 @@ class HEROTrainer(SelfDistillTrainer):
     def prepare_groups(self, groups: list[list[Trajectory]]) -> None:
         trajs = [t for g in groups for t in g if t.turns]
         self._diagnoses = {}
+        self._selection = {k: 0 for k in ("reflections",) + self.TURN_CLASSES}
         if not trajs:
             return
         per_turn = self.method_config.reflect_mode == "per_turn"
@@ -120,36 +153,59 @@ class HEROTrainer(SelfDistillTrainer):
         self.model.train(was_training)
         if len(gens) != len(requests):
             raise RuntimeError(f"reflector returned {len(gens)} generations for {len(requests)} requests")
-        if per_turn:
-            self._read_turn_reviews(trajs, gens)
-            return
-        for traj, gen in zip(trajs, gens):
-            if gen.error:
-                self.count("reflection_errors")
-                res = parse_diagnoses("", traj.num_turns)
-            else:
-                res = parse_diagnoses(gen.text or "", traj.num_turns)
-            self._diagnoses[id(traj)] = res.diagnoses
-            self.count("diagnosed_turns", len(res.diagnoses))
-            self.count("undiagnosed_turns", res.missing(traj.num_turns))
-            self.count("diagnoses_out_of_range", res.out_of_range)
-            self.count("diagnoses_unreadable", res.unreadable)
-
-    def _read_turn_reviews(self, trajs: list[Trajectory], gens) -> None:
-        it = iter(gens)
+        self._selection["reflections"] = len(gens)
+        pairs = iter(zip(requests, gens))
         for traj in trajs:
-            found = {}
-            for t in range(traj.num_turns):
-                gen = next(it)
-                if gen.error:
-                    self.count("reflection_errors")
-                    continue
-                d = parse_turn_review(gen.text or "", t)
-                if d is not None:
-                    found[t] = d
-            self._diagnoses[id(traj)] = found
-            self.count("diagnosed_turns", len(found))
-            self.count("undiagnosed_turns", traj.num_turns - len(found))
+            if per_turn:
+                judged = [self._judge_turn_review(traj, t, *next(pairs)) for t in range(traj.num_turns)]
+            else:
+                judged = self._judge_trajectory_reflection(traj, *next(pairs))
+            self._diagnoses[id(traj)] = {t: d for t, (kind, d) in enumerate(judged) if kind == "diagnosed_turns"}
+            for kind, _ in judged:
+                self._selection[kind] += 1
+                self.count(kind)
+
+    def is_echo(self, text: str, request: ChatRequest, ignore: frozenset = frozenset()) -> bool:
+        """Whether `text` mostly repeats the reflector's prompt (see HEROConfig.echo_threshold)."""
+        mc = self.method_config
+        if mc.echo_threshold is None:
+            return False
+        return echo_score(text, request.messages[-1]["content"], mc.echo_ngram, ignore) >= mc.echo_threshold
+
+    def _classify(self, traj: Trajectory, turn: int, d: Diagnosis | None) -> tuple[str, Diagnosis | None]:
+        if d is None:
+            return "undiagnosed_turns", None
+        if " ".join(d.corrected_action.split()) == " ".join(traj.turns[turn].action.split()):
+            d.corrected_action = ""  # "do what you did" is no correction
+        return ("diagnosed_turns", d) if d.is_actionable() else ("no_hint_turns", None)
+
+    def _judge_turn_review(self, traj: Trajectory, turn: int, request, gen) -> tuple[str, Diagnosis | None]:
+        if gen.error:
+            self.count("reflection_errors")
+            return "undiagnosed_turns", None
+        if self.is_echo(gen.text or "", request):
+            return "echo_turns", None
+        return self._classify(traj, turn, parse_turn_review(gen.text or "", turn))
+
+    def _judge_trajectory_reflection(self, traj: Trajectory, request, gen) -> list[tuple[str, Diagnosis | None]]:
+        if gen.error:
+            self.count("reflection_errors")
+        text = "" if gen.error else gen.text or ""
+        res = parse_diagnoses(text, traj.num_turns)
+        self.count("diagnoses_out_of_range", res.out_of_range)
+        self.count("diagnoses_unreadable", res.unreadable)
+        # The format's own words are shared with the prompt's description of it; the rest must be new.
+        if self.is_echo(text, request, FORMAT_WORDS):
+            return [("echo_turns", None)] * traj.num_turns
+        if not res.diagnoses:
+            return [("undiagnosed_turns", None)] * traj.num_turns
+        out = []
+        for t in range(traj.num_turns):
+            d = res.diagnoses.get(t)
+            # Each diagnosis's own words must not be copied from the prompt (e.g. its example line).
+            out.append(("echo_turns", None) if d is not None and self.is_echo(d.prose(), request)
+                       else self._classify(traj, t, d))
+        return out
 
     def privileged_block(self, traj: Trajectory, turn: int, group: list[Trajectory]) -> str | None:
         diag = self._diagnoses.get(id(traj), {}).get(turn)

@@ -121,20 +121,21 @@ def group_advantages(rewards, group_size: int, normalize_std: bool = True, eps: 
 
     `rewards` is flat, ordered group by group (``[g0_r0 .. g0_r{G-1}, g1_r0 ..]``). With ``group_size == 1`` every
     advantage is exactly zero, so GRPO cannot learn: ``on_single`` = "raise" (default) raises, "warn" warns and
-    returns zeros.
+    returns zeros, "zero" returns zeros silently (for a caller that reports the missing signal itself).
     """
     r = torch.as_tensor(rewards, dtype=torch.float64).flatten()
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
     if r.numel() % group_size:
         raise ValueError(f"{r.numel()} rewards do not split into groups of {group_size}")
-    if on_single not in ("raise", "warn"):
-        raise ValueError(f"on_single must be 'raise' or 'warn', got {on_single!r}")
+    if on_single not in ("raise", "warn", "zero"):
+        raise ValueError(f"on_single must be 'raise', 'warn' or 'zero', got {on_single!r}")
     if group_size == 1:
         msg = "GRPO with group size 1: every group-relative advantage is 0, so the policy gradient is 0"
         if on_single == "raise":
             raise ValueError(msg + " (use G >= 2, or allow it explicitly)")
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        if on_single == "warn":
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return torch.zeros_like(r)
     g = r.view(-1, group_size)
     adv = g - g.mean(dim=1, keepdim=True)
@@ -149,6 +150,42 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(d) - d - 1.0
 
 
+def pg_token_losses(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    ref_logp: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    is_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-token clipped surrogate loss ``-min(r * A, clip(r, 1 - clip_low, 1 + clip_high) * A)``, r = pi / pi_old.
+
+    `is_weight` (detached) multiplies each token's surrogate: the truncated importance weight that corrects for a
+    sampler whose log-probs differ from the trainer's. With `ref_logp` and ``kl_coef > 0`` the k3 estimate of the
+    KL to the reference is added per token. Returns ``(loss per token, clipped mask, k3 per token or None)``: the
+    mask marks tokens whose clipped branch is the minimum, which get no gradient from the surrogate.
+    """
+    if not (logp.shape == old_logp.shape == advantages.shape):
+        raise ValueError("logp, old_logp and advantages must share one shape")
+    if clip_low < 0 or clip_high < 0:
+        raise ValueError("clip ranges must be >= 0")
+    ratio = torch.exp((logp - old_logp.detach()).clamp(-20.0, 20.0))
+    adv = advantages.detach()
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
+    per_token = -torch.minimum(unclipped, clipped)
+    if is_weight is not None:
+        per_token = per_token * is_weight.detach()
+    kl = None
+    if ref_logp is not None and kl_coef > 0:
+        kl = k3_kl(logp, ref_logp.detach())
+        per_token = per_token + kl_coef * kl
+    # Clipped = the clipped branch is the minimum, the tokens whose gradient the clip removes (PPO's clipfrac).
+    return per_token, clipped < unclipped, kl
+
+
 def clipped_pg_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -158,24 +195,17 @@ def clipped_pg_loss(
     clip_high: float = 0.2,
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    is_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Clipped token-level policy-gradient loss (PPO/GRPO surrogate), token-mean over `mask`.
+    """Clipped token-level policy-gradient loss (PPO/GRPO surrogate, :func:`pg_token_losses`), token-mean over `mask`.
 
-    All tensors are per sampled token and aligned (`advantages` already broadcast to tokens). With `ref_logp` and
-    ``kl_coef > 0`` the k3 estimate of KL to the reference is added per token.
+    All tensors are per sampled token and aligned (`advantages` already broadcast to tokens).
     """
-    if not (logp.shape == old_logp.shape == advantages.shape == mask.shape):
+    if logp.shape != mask.shape:
         raise ValueError("logp, old_logp, advantages and mask must share one shape")
-    if clip_low < 0 or clip_high < 0:
-        raise ValueError("clip ranges must be >= 0")
-    ratio = torch.exp((logp - old_logp.detach()).clamp(-20.0, 20.0))
-    adv = advantages.detach()
-    unclipped = ratio * adv
-    clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
-    per_token = -torch.minimum(unclipped, clipped)
-    stats = {"clip_frac": float(masked_mean((unclipped != clipped).float(), mask).detach())}
-    if ref_logp is not None and kl_coef > 0:
-        kl = k3_kl(logp, ref_logp.detach())
-        per_token = per_token + kl_coef * kl
+    per_token, clipped, kl = pg_token_losses(logp, old_logp, advantages, clip_low, clip_high, ref_logp, kl_coef,
+                                             is_weight)
+    stats = {"clip_frac": float(masked_mean(clipped.float(), mask).detach())}
+    if kl is not None:
         stats["kl_ref"] = float(masked_mean(kl, mask).detach())
     return masked_mean(per_token, mask), stats

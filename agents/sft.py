@@ -40,6 +40,13 @@ class SFTConfig:
     only_success: bool = True
     """Drop demonstrations that did not succeed (oracle runs, or JSONL examples whose "success" is false)."""
 
+    def validate(self, train) -> None:
+        """Raise ValueError for a source that is neither "oracle" nor a file (checked before a run starts)."""
+        if not isinstance(self.source, str) or not self.source:
+            raise ValueError(f"sft source must be 'oracle' or a chat JSONL path, got {self.source!r}")
+        if self.source != "oracle" and not Path(self.source).is_file():
+            raise ValueError(f"sft source {self.source!r} is neither 'oracle' nor an existing chat JSONL file")
+
 
 def stop_suffix(tokenizer) -> list[int]:
     """The stop token a model emits to end its turn (the first token of the template's end-of-turn text when it
@@ -111,6 +118,7 @@ class SFTTrainer(Trainer):
 
     def __init__(self, config, method_config: SFTConfig | None = None, **kwargs):
         self.method_config = method_config or SFTConfig()
+        self.method_config.validate(config)
         super().__init__(config, **kwargs)
 
     def prepare(self) -> None:

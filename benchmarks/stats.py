@@ -108,6 +108,8 @@ def score(df: pd.DataFrame, k: int | None = None, *, n_boot: int = 2000, seed: i
     # Budget hits are scored 0 by the env; reporting how often it happened keeps them from hiding in the success rate.
     out["budget_hit"] = (df["termination_reason"] == BUDGET_REASON).mean()
     out["errors"] = int(df["error"].notna().sum())
+    # Tool calls beyond the first of a message do not run (one per turn); how many were dropped, in all.
+    out["dropped_tool_calls"] = int(df["dropped_tool_calls"].sum()) if "dropped_tool_calls" in df else 0
     out["env_steps"] = df["env_steps"].mean()
     out["tokens_out"] = df["tokens_out"].mean()
     out["wall_time_s"] = df["wall_time_s"].mean()
@@ -156,4 +158,6 @@ def format_summary(summary: pd.DataFrame) -> str:
     for c in ("reward", "turns", "turns_success", "budget_hit", "tokens_out", "wall_time_s"):
         out[c] = summary[c].round(3)
     out["errors"] = summary["errors"]
+    if "dropped_tool_calls" in summary and summary["dropped_tool_calls"].any():
+        out["dropped_calls"] = summary["dropped_tool_calls"]
     return out.to_markdown(index=False)

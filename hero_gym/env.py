@@ -9,6 +9,7 @@ and refusing to step a finished episode.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
@@ -49,6 +50,23 @@ class AnyText(spaces.Text):
         return isinstance(other, AnyText) and other.max_length == self.max_length
 
 
+class EnvArgumentError(ValueError, TypeError):
+    """A bad constructor or ``reset`` argument: a ValueError whose message says what is allowed.
+
+    It is also a TypeError because some of these (a wrong `user` or `judge` type) used to raise TypeError, and
+    callers catching that should keep working.
+    """
+
+
+def check_seed(seed: Any) -> int | None:
+    """`seed` as reset takes it: None or an integer >= 0 (numpy integers too; not bool)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise EnvArgumentError(f"seed must be None or an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
 class TerminationReason(str, Enum):
     """Why an episode ended; ``info["termination_reason"]`` holds the value (None while it runs)."""
 
@@ -73,9 +91,11 @@ class TextEnv(gym.Env):
         if max_turns is None:
             max_turns = self.default_max_turns
         if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
-            raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
+            raise EnvArgumentError(f"max_turns must be a positive integer, got {max_turns!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise EnvArgumentError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self.max_turns = int(max_turns)
         self.render_mode = render_mode
         self.observation_space = AnyText()
@@ -117,19 +137,27 @@ class TextEnv(gym.Env):
     def _check_task_index(self, task_index: Any) -> int:
         n = self._num_tasks()
         if isinstance(task_index, bool) or not isinstance(task_index, (int, np.integer)):
-            raise ValueError(f"task_index must be an integer in [0, {n}), got {task_index!r}")
+            raise EnvArgumentError(f"task_index must be an integer in [0, {n}), got {task_index!r}")
         if not 0 <= int(task_index) < n:
-            raise ValueError(f"task_index {task_index} is out of range: this split has {n} tasks (0..{n - 1})")
+            raise EnvArgumentError(f"task_index {task_index} is out of range: this split has {n} tasks (0..{n - 1})")
         return int(task_index)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
         """Start an episode. ``options={"task_index": i}`` picks a task; otherwise the fixed `task_index` given at
         construction, otherwise a draw from the env's seeded generator."""
-        super().reset(seed=seed)
+        seed = check_seed(seed)
+        if options is not None and not isinstance(options, Mapping):
+            raise EnvArgumentError(
+                f"options must be None or a dict such as {{'task_index': 0}} (allowed keys: "
+                f"{sorted(self._allowed_reset_options())}), got {type(options).__name__} {options!r:.80}"
+            )
         options = dict(options or {})
         unknown = set(options) - self._allowed_reset_options()
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; allowed: {sorted(self._allowed_reset_options())}")
+            raise EnvArgumentError(
+                f"unknown reset option(s) {sorted(map(str, unknown))}; allowed: {sorted(self._allowed_reset_options())}"
+            )
+        super().reset(seed=seed)
         if options.get("task_index") is not None:
             idx = self._check_task_index(options["task_index"])
         elif self._fixed_task_index is not None:
@@ -148,6 +176,8 @@ class TextEnv(gym.Env):
         return {"task_index"}
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        """One agent turn. Any string is a valid argument (a bad action is an observation, see the subclass); a
+        non-string, or stepping a finished episode (or before reset), raises."""
         if self._done:
             raise RuntimeError("step() called on a finished episode (or before reset()); call reset() first")
         if not isinstance(action, str):

@@ -36,6 +36,7 @@ IDENTITY_KEYS = (
 FLAT_FIELDS = (
     "run", "env", "split", "task", "attempt", "seed", "policy", "method", "train_budget", "max_turns", "success",
     "reward", "turns", "termination_reason", "tokens_in", "tokens_out", "env_steps", "wall_time_s", "error",
+    "dropped_tool_calls",
 )
 
 
@@ -246,6 +247,7 @@ def record_from_trajectory(
         train_budget=train_budget,
         run=run,
         error=traj.error,
+        dropped_tool_calls=int(traj.dropped_tool_calls),
         trajectory=traj.to_dict() if keep_trajectory else None,
     )
 

@@ -414,8 +414,10 @@ def _after_step(ep: _Episode, step_out, tokenizer):
     obs = obs if isinstance(obs, str) else str(obs)
     done = bool(terminated or truncated)
     action_ids = list(gen.token_ids) if gen.token_ids is not None else []
-    traj.tokens_in += len(ep.ledger.ids) if ep.ledger is not None else len(gen.prompt_token_ids or [])
-    traj.tokens_out += len(action_ids)
+    # Without ids (an HTTP server), the counts the backend reported (its `usage`).
+    traj.tokens_in += (len(ep.ledger.ids) if ep.ledger is not None
+                       else len(gen.prompt_token_ids) if gen.prompt_token_ids else gen.prompt_tokens or 0)
+    traj.tokens_out += len(action_ids) if gen.token_ids is not None else gen.completion_tokens or 0
     traj.env_steps += 1
     messages = _messages_after(info, ep, gen.text, obs)
     obs_ids: list[int] = []
@@ -430,6 +432,10 @@ def _after_step(ep: _Episode, step_out, tokenizer):
     turn_info = {"finish_reason": gen.finish_reason}
     if info.get("invalid_reason") is not None:
         turn_info["invalid_reason"] = info["invalid_reason"]
+    dropped = info.get("dropped_tool_calls")
+    if isinstance(dropped, int) and dropped > 0:
+        turn_info["dropped_tool_calls"] = dropped
+        traj.dropped_tool_calls += dropped
     traj.turns.append(Turn(
         index=len(traj.turns), action=gen.text, observation=obs, reward=float(reward),
         action_token_ids=action_ids, action_logprobs=list(gen.logprobs) if gen.logprobs is not None else None,

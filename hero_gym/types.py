@@ -34,7 +34,8 @@ class Generation:
     """What a policy returns for one prompt.
 
     `token_ids`/`logprobs` are the sampled completion exactly as generated (None for backends that cannot give
-    them, e.g. a scripted policy or an HTTP server without logprobs).
+    them, e.g. a scripted policy or an HTTP server without logprobs). `prompt_tokens`/`completion_tokens` are
+    token counts a backend reports without ids (an OpenAI-compatible server's ``usage``); None when unknown.
     """
 
     text: str
@@ -43,6 +44,8 @@ class Generation:
     prompt_token_ids: list[int] | None = None
     finish_reason: str = "stop"
     error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -95,6 +98,8 @@ class Trajectory:
     wall_time_s: float = 0.0
     env_time_s: float = 0.0
     error: str | None = None
+    # tool calls the agent wrote but that did not run: one call per turn, the others in a message are dropped
+    dropped_tool_calls: int = 0
 
     @property
     def num_turns(self) -> int:
@@ -156,6 +161,7 @@ class EpisodeRecord:
     train_budget: int | None = None
     run: str | None = None
     error: str | None = None
+    dropped_tool_calls: int = 0
     trajectory: dict | None = None
 
     @property

@@ -20,67 +20,10 @@ from hero_gym.agents.full_demo import FullDemoConfig
 from hero_gym.agents.grpo import GRPOConfig
 from hero_gym.agents.hero import HEROConfig
 from hero_gym.agents.sdpo import SDPOConfig
-from hero_gym.env import TextEnv
 from hero_gym.policies.base import CallablePolicy
 from hero_gym.policies.models import tiny_model
-from hero_gym.rollout import run_episodes
 
-SECRET = "ZEBRA-DIAGNOSIS"  # text only a reflector writes; must never reach a student context
-
-
-class CountE(TextEnv):
-    """Three-turn toy task: the final reward is the share of 'e' letters asked for; every reply is unique."""
-
-    default_max_turns = 3
-
-    def __init__(self, split="train", max_turns=None, **_):
-        super().__init__(max_turns=max_turns)
-
-    def _num_tasks(self):
-        return 6
-
-    def _reset_task(self, i):
-        return f"Task {i}: write the letter e as often as you can.", {}
-
-    def _step_turn(self, action):
-        if self._turns >= 3:
-            return f"REPLY-{self._turns}: finished", min(1.0, action.count("e") / 4), True, None, {}
-        return f"REPLY-{self._turns}: you wrote {len(action)} characters", 0.0, False, None, {}
-
-
-def toy_rollout(env_id, policy, specs, **kw):
-    return run_episodes(CountE, policy, specs, **kw)
-
-
-def scripted_reflector(turns_to_diagnose=(1,)):
-    def reflect(messages, tools):
-        return "\n".join(json.dumps({"turn": t, "necessary": False, "valid": True, "cause": f"{SECRET} on turn {t}"})
-                         for t in turns_to_diagnose)
-    return CallablePolicy(reflect, name="scripted-reflector")
-
-
-def config(tmp_path, method, **kw):
-    base = dict(env_id="hero_gym/WebShop-v0", split="train", tasks=[0, 1, 2, 3], method=method, group_size=2,
-                tasks_per_step=2, steps=2, max_new_tokens=10, lr=1e-2, out_dir=str(tmp_path / method), save_every=1,
-                micro_batch_size=3, seed=3)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-METHOD_CONFIGS = {
-    "grpo": lambda: GRPOConfig(),
-    "sdpo": lambda: SDPOConfig(topk=20),
-    "full-demo": lambda: FullDemoConfig(topk=20, success_threshold=0.0),  # every sibling counts as a demo
-    "hero": lambda: HEROConfig(topk=20),
-}
-
-
-def build(tmp_path, method, model_seed=0, cfg_kw=None, **kw):
-    model, tok = tiny_model(seed=model_seed)
-    if method == "hero":
-        kw.setdefault("reflector", scripted_reflector((1, 3)))
-    return make_trainer(config(tmp_path, method, **(cfg_kw or {})), METHOD_CONFIGS[method](), model=model, tokenizer=tok,
-                        rollout_fn=toy_rollout, **kw)
+from agents_fixtures import METHOD_CONFIGS, SECRET, build, config, scripted_reflector, toy_rollout
 
 
 # ----- configuration ------------------------------------------------------------------------------------------
@@ -95,15 +38,34 @@ def test_bad_config_raises(tmp_path, field, value, match):
         cfg.validate()
 
 
-def test_grpo_refuses_group_size_one_unless_allowed(tmp_path):
+def test_grpo_at_group_size_one_runs_and_says_loudly_it_has_no_signal(tmp_path):
     model, tok = tiny_model()
     with pytest.raises(ValueError, match="group_size=1"):
-        make_trainer(config(tmp_path, "grpo", group_size=1), model=model, tokenizer=tok, rollout_fn=toy_rollout)
-    tr = make_trainer(config(tmp_path, "grpo", group_size=1), GRPOConfig(allow_single_rollout=True), model=model,
-                      tokenizer=tok, rollout_fn=toy_rollout)
-    with pytest.warns(RuntimeWarning, match="group size 1"):
-        stats = tr.batch_loss(tr.collect(0, 0), 1.0)
-    assert stats["active_tokens"] == 0 and stats["loss"] == 0.0
+        make_trainer(config(tmp_path, "grpo", group_size=1), GRPOConfig(allow_single_rollout=False), model=model,
+                     tokenizer=tok, rollout_fn=toy_rollout)
+    with pytest.warns(RuntimeWarning, match="group_size=1.*no learning signal"):
+        tr = make_trainer(config(tmp_path, "grpo", group_size=1, export_model=False), model=model, tokenizer=tok,
+                          rollout_fn=toy_rollout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once at the start, not again every step
+        history = tr.train()
+    assert [(h["groups"], h["zero_adv_groups"], h["active_tokens"], h["grad_norm"]) for h in history] == [(2, 2, 0, 0.0)] * 2
+    log = [json.loads(line) for line in (tmp_path / "grpo" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["zero_adv_groups"] for r in log] == [2, 2]
+
+
+def test_grpo_warns_once_when_a_batch_has_no_reward_contrast(tmp_path):
+    tr = build(tmp_path, "grpo")
+    groups = tr.collect(0, 0)
+    for g in groups:
+        for t in g:
+            t.reward = 0.5
+    with pytest.warns(RuntimeWarning, match="equal rewards.*zero_adv_groups"):
+        stats = tr.batch_loss(groups, 1.0)
+    assert stats["zero_adv_groups"] == stats["groups"] == 2 and stats["active_tokens"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr.batch_loss(groups, 1.0)
 
 
 # ----- contexts ------------------------------------------------------------------------------------------------
@@ -321,6 +283,9 @@ def test_micro_batch_size_does_not_change_the_loss_or_gradient(tmp_path):
 @pytest.mark.parametrize("method", ["grpo", "sdpo", "full-demo", "hero"])
 def test_each_method_trains_end_to_end_and_logs(tmp_path, method):
     tr = build(tmp_path, method)
+    seen = []
+    collect = tr.collect
+    tr.collect = lambda step, micro: seen.append(collect(step, micro)) or seen[-1]
     before = [p.detach().clone() for p in tr.model.parameters()]
     history = tr.train()
     assert [h["step"] for h in history] == [1, 2]
@@ -329,6 +294,30 @@ def test_each_method_trains_end_to_end_and_logs(tmp_path, method):
     assert [r["step"] for r in log] == [1, 2] and all(r["method"] == method for r in log)
     changed = any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
     assert changed or method == "grpo" and all(h["active_tokens"] == 0 for h in history)
+    # What a scientist needs to say why a method does not learn, from the rollouts of that very step.
+    for rec, groups in zip(log, seen):
+        trajs = [t for g in groups for t in g]
+        turns = [turn for t in trajs for turn in t.turns]
+        assert rec["invalid_action_rate"] == sum(t.invalid for t in turns) / len(turns)
+        assert rec["gen_tokens"] == sum(len(t.action_token_ids) for t in turns) > 0
+        assert rec["mean_reward"] == pytest.approx(sum(t.reward for t in trajs) / len(trajs))
+        assert rec["success_rate"] == sum(t.success for t in trajs) / len(trajs)
+        assert rec["grad_norm"] >= 0 and math.isfinite(rec["loss"]) and rec["gen_tokens_per_s"] > 0
+        if method == "grpo":
+            assert rec["zero_adv_groups"] == sum(len({t.reward for t in g}) == 1 for g in groups)
+        else:
+            assert rec["selected_frac"] == rec["scored_turns"] / rec["turns"] and rec["turns"] == len(turns)
+    assert 0 < log[0]["invalid_action_rate"] < 1 or 0 < log[1]["invalid_action_rate"] < 1
+
+
+def test_logged_grad_norm_is_the_norm_before_clipping(tmp_path):
+    tr = build(tmp_path, "sdpo", cfg_kw={"max_grad_norm": 1e-6, "steps": 1, "export_model": False})
+    applied = []
+    tr.optimizer.register_step_pre_hook(lambda opt, args, kwargs: applied.append(float(torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in tr.model.parameters() if p.grad is not None])))))
+    [rec] = tr.train()
+    assert applied[0] == pytest.approx(1e-6, rel=1e-2)  # the update used clipped gradients ...
+    assert rec["grad_norm"] > 1e-5  # ... while the log shows how large they were
 
 
 @pytest.mark.parametrize("method", ["grpo", "hero"])
@@ -385,13 +374,17 @@ def test_evaluation_writes_harness_records(tmp_path):
 
 
 def test_ema_teacher_moves_towards_the_student_and_frozen_does_not(tmp_path):
-    ema = build(tmp_path / "e", "sdpo", cfg_kw={"steps": 1, "teacher": "ema", "teacher_update_rate": 0.5})
+    # An asymmetric rate: swapping teacher and student in the update, or using 1 - rate, gives other weights.
+    ema = build(tmp_path / "e", "sdpo", cfg_kw={"steps": 1, "teacher": "ema", "teacher_update_rate": 0.3})
     frozen = build(tmp_path / "f", "sdpo", cfg_kw={"steps": 1, "teacher": "frozen"})
     init = [p.detach().clone() for p in ema.model.parameters()]
     ema.train()
     frozen.train()
+    moved = 0.0
     for p0, pt, ps in zip(init, ema.teacher_model.parameters(), ema.model.parameters()):
-        torch.testing.assert_close(pt, 0.5 * p0 + 0.5 * ps)
+        torch.testing.assert_close(pt, 0.7 * p0 + 0.3 * ps)
+        moved += float((ps.detach() - p0).abs().sum())
+    assert moved > 0  # the student did move, so the check above can tell the rates apart
     for p0, pt in zip(init, frozen.teacher_model.parameters()):
         assert torch.equal(p0, pt)
     cur = build(tmp_path / "c", "sdpo", cfg_kw={"teacher": "current"})
@@ -457,7 +450,7 @@ import sys, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from pathlib import Path
-from test_agents import config, toy_rollout, METHOD_CONFIGS
+from agents_fixtures import config, toy_rollout, METHOD_CONFIGS
 from hero_gym.agents import make_trainer
 from hero_gym.policies.models import tiny_model
 m, tok = tiny_model()

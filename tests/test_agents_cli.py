@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hero_gym.agents.cli import parse_tasks, sweep_main, train_main
+from hero_gym.agents.cli import _Parser, _add_train_options, build_configs, parse_tasks, sweep_main, train_main
 
 BASE = ["--env", "hero_gym/WebShop-v0", "--model", "tiny", "--tasks", "0-2", "--group-size", "2", "--tasks-per-step",
         "1", "--steps", "1", "--max-new-tokens", "8"]
@@ -23,7 +23,12 @@ def test_parse_tasks():
     (["--method", "hero", "--tasks", "0-99999"], "task indices"),
     (["--method", "hero", "--set", "nonsense=1"], "no such field"),
     (["--method", "hero", "--set", "alpha=3"], "alpha"),
-    (["--method", "grpo", "--group-size", "1"], "group_size=1"),
+    (["--method", "grpo", "--group-size", "1", "--set", "allow_single_rollout=false"], "group_size=1"),
+    (["--method", "grpo", "--set", "ppo_epochs=0"], "ppo_epochs"),
+    (["--method", "grpo", "--set", "loss_agg=sum"], "loss_agg"),
+    (["--method", "grpo", "--temperature", "0.7", "--set", "old_logprobs=rollout"], "temperature 1"),
+    (["--method", "hero", "--set", "rl_coef=-1"], "rl_coef"),
+    (["--method", "hero", "--set", "rl_coef=1", "--set", "tis_cap=0"], "tis_cap"),
     (["--method", "sdpo", "--split", "dev"], "no split"),
 ])
 def test_train_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, match):
@@ -39,7 +44,24 @@ def test_sweep_dry_run_lists_every_run_and_checks_configs_first(tmp_path, capsys
     assert len(lines) == 8 and lines[0].split()[:3] == ["hero", "3", "0"]
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
     assert sweep_main(BASE + ["--methods", "hero,nope", "--budgets", "3", "--out", str(tmp_path)]) == 2
-    assert sweep_main(BASE + ["--methods", "grpo", "--budgets", "3", "--group-size", "1", "--out", str(tmp_path)]) == 2
+    # G = 1 is a first-class sweep setting (GRPO runs as a no-signal control); bad method settings stop the sweep
+    # before its first run.
+    assert sweep_main(BASE + ["--methods", "hero,grpo", "--budgets", "3", "--group-size", "1", "--out", str(tmp_path),
+                              "--dry-run"]) == 0
+    assert sweep_main(BASE + ["--methods", "hero,grpo", "--budgets", "3", "--set", "ppo_epochs=0",
+                              "--out", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())
+
+
+def test_set_reaches_the_methods_that_have_the_field(tmp_path):
+    p = _Parser(prog="t")
+    _add_train_options(p, sweep=True)
+    args = p.parse_args(BASE + ["--set", "rl_coef=0.5", "--set", "ppo_epochs=3", "--set", "loss_agg=sequence-mean",
+                                "--out", str(tmp_path)])
+    _, hero = build_configs(args, "hero", 3, 0, str(tmp_path / "h"))
+    _, grpo = build_configs(args, "grpo", 3, 0, str(tmp_path / "g"))
+    assert hero.rl_coef == 0.5 and hero.loss_agg == "sequence-mean" and not hasattr(hero, "ppo_epochs")
+    assert grpo.ppo_epochs == 3 and grpo.loss_agg == "sequence-mean" and not hasattr(grpo, "rl_coef")
 
 
 @pytest.mark.slow

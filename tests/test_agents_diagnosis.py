@@ -77,3 +77,40 @@ def test_turn_review_reads_structure_or_keeps_free_text():
     assert d.note == "The click was not needed; it should have searched again." and "review:" in d.to_text()
     assert parse_turn_review(" .. \n", 0) is None
     assert len(parse_turn_review("x" * 5000, 0, max_chars=100).note) == 100
+
+
+@pytest.mark.parametrize("text", ["NO HINT", "no hint.", "  No hint: the action was fine.", "None.", "OK", "n/a"])
+def test_turn_review_no_hint_answers(text):
+    from hero_gym.agents.diagnosis import parse_turn_review
+
+    d = parse_turn_review(text, 1)
+    assert d.no_hint and not d.is_actionable() and not d.is_empty()
+
+
+@pytest.mark.parametrize("d,actionable", [
+    (Diagnosis(0, True, True, "none", ""), False),  # "necessary; valid." says nothing to act on
+    (Diagnosis(0, True, None, "N/A.", "  "), False),
+    (Diagnosis(0, None, None, "Nothing went wrong", ""), False),
+    (Diagnosis(0, False, True, "none", ""), True),
+    (Diagnosis(0, True, False), True),
+    (Diagnosis(0, True, True, "clicked the wrong size"), True),
+    (Diagnosis(0, True, True, "none", "click[back]"), True),
+    (Diagnosis(0, note="should have searched first"), True),
+])
+def test_only_diagnoses_with_something_to_act_on_are_actionable(d, actionable):
+    assert d.is_actionable() is actionable
+
+
+def test_echo_score_is_the_share_of_ngrams_found_in_the_prompt():
+    from hero_gym.agents.diagnosis import FORMAT_WORDS, echo_score
+
+    prompt = "Look at turn 2 only. Say whether this action was needed and valid."
+    assert echo_score("Say whether this action was needed", prompt) == 1.0
+    # 5 words -> 2 four-grams, one of them ("whether this action was") in the prompt
+    assert echo_score("whether this action was wrong", prompt) == 0.5
+    assert echo_score("too short", prompt) == 0.0
+    assert echo_score("It searched for the wrong product twice", prompt) == 0.0
+    # Format words and numbers are ignored on request, so a well-formed answer does not look like its prompt.
+    fmt = '"turn": 1, "necessary": true, "valid": false, "cause": "wrong id"'
+    assert echo_score('{"turn": 1, "necessary": true, "valid": false}', fmt) == 1.0
+    assert echo_score('{"turn": 1, "necessary": true, "valid": false}', fmt, ignore=FORMAT_WORDS) == 0.0

@@ -170,6 +170,28 @@ def test_clipped_pg_loss_matches_reference():
     assert "kl_ref" in stats and 0 <= stats["clip_frac"] <= 1
 
 
+def test_pg_token_losses_with_is_weights_and_clip_mask_match_reference():
+    g = np.random.default_rng(2)
+    logp = g.normal(size=12) * 0.3 - 1
+    old = logp + g.normal(size=12) * 0.5  # ratios well outside [0.8, 1.28] on both sides
+    adv = g.normal(size=12)
+    w = np.exp(g.normal(size=12))
+    eps_lo, eps_hi = 0.2, 0.28
+    want, want_clipped = [], []
+    for i in range(12):
+        r = math.exp(logp[i] - old[i])
+        l_unclipped, l_clipped = -r * adv[i], -min(max(r, 1 - eps_lo), 1 + eps_hi) * adv[i]
+        want.append(max(l_unclipped, l_clipped) * w[i])
+        want_clipped.append(l_clipped > l_unclipped)  # the clipped branch decides the loss
+    t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    lp = t(logp).requires_grad_()
+    per_token, clipped, kl = L.pg_token_losses(lp, t(old), t(adv), eps_lo, eps_hi, is_weight=t(w))
+    np.testing.assert_allclose(per_token.detach().numpy(), want, rtol=1e-12)
+    assert clipped.tolist() == want_clipped and 0 < sum(want_clipped) < 12 and kl is None
+    per_token.sum().backward()
+    assert torch.all(lp.grad[clipped] == 0) and torch.all(lp.grad[~clipped] != 0)
+
+
 def test_pg_gradient_pushes_up_positive_advantage_tokens():
     logits = torch.zeros(2, 3, requires_grad=True)
     logp = torch.log_softmax(logits, -1)[torch.arange(2), torch.tensor([0, 1])]

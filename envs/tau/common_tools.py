@@ -60,16 +60,29 @@ _BINOPS = {
     ast.Pow: operator.pow,
 }
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-# eval would happily build a gigantic int for 9**9**9 and hang; a result this large can only end as
-# float()'s OverflowError, so we raise that error up front.
+# eval would happily build a gigantic int for 9**9**9 (or a chain of 10**30000 products, quadratic in its
+# length) and hang; no intermediate int may pass this size (about 30,000 digits). Such a value almost always ends
+# as float()'s OverflowError, so we raise that error up front (a division that would have brought it back into
+# float range is the one case where we answer differently from eval).
 _MAX_POW_BITS = 100_000
+_OVERFLOW = "int too large to convert to float"
+# A chain of n operators is n nested nodes, and Python's parser and our evaluator recurse once per node: beyond a
+# few hundred the outcome would depend on the caller's stack depth. Real expressions use a handful.
+MAX_CALC_OPERATORS = 400
+_OPERATOR_CHARS = frozenset("+-*/(")
 
 
 def _pow(base: Any, exp: Any) -> Any:
     if isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1:
         if exp * math.log2(abs(base)) > _MAX_POW_BITS:
-            raise OverflowError("int too large to convert to float")
+            raise OverflowError(_OVERFLOW)
     return operator.pow(base, exp)
+
+
+def _mul(left: Any, right: Any) -> Any:
+    if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > _MAX_POW_BITS + 1:
+        raise OverflowError(_OVERFLOW)
+    return operator.mul(left, right)
 
 
 def _eval_node(node: ast.AST) -> Any:
@@ -81,6 +94,8 @@ def _eval_node(node: ast.AST) -> Any:
         left, right = _eval_node(node.left), _eval_node(node.right)
         if isinstance(node.op, ast.Pow):
             return _pow(left, right)
+        if isinstance(node.op, ast.Mult):
+            return _mul(left, right)
         return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval_node(node.operand))
@@ -99,8 +114,13 @@ def _eval_node(node: ast.AST) -> Any:
 def evaluate_expression(expression: str) -> str:
     """Value of an arithmetic expression as upstream formats it: ``str(round(float(value), 2))``.
 
-    The caller has checked the characters against :data:`CALC_CHARS`. Raises what eval would raise.
+    The caller has checked the characters against :data:`CALC_CHARS`. Raises what eval would raise, except that
+    more than :data:`MAX_CALC_OPERATORS` operators and parentheses, or an intermediate integer over about 30,000
+    digits, is refused up front (eval would recurse or compute for as long as it likes).
     """
+    operators = sum(ch in _OPERATOR_CHARS for ch in expression)
+    if operators > MAX_CALC_OPERATORS:
+        raise ValueError(f"expression too long: {operators} operators and parentheses (at most {MAX_CALC_OPERATORS})")
     # eval() strips leading spaces of a source string; ast.parse does not.
     tree = ast.parse(expression.lstrip(" "), filename="<string>", mode="eval")
     return str(round(float(_eval_node(tree)), 2))

@@ -9,7 +9,7 @@ from typing import Any
 
 from hero_gym.actions import Action, ActionParser, action_text_from_openai, get_parser
 from hero_gym.data import read_text
-from hero_gym.env import TerminationReason, TextEnv
+from hero_gym.env import EnvArgumentError, TerminationReason, TextEnv
 from hero_gym.envs.tau.arguments import check_arguments
 from hero_gym.envs.tau.db import TauDB
 from hero_gym.envs.tau.reward import TAU2_COMPONENTS, TERMINATE_TOOLS, run_tool, tau2_reward, v1_reward
@@ -43,8 +43,8 @@ def _make_user(user: Any) -> Any:
         from hero_gym.envs.tau.users import LLMUser
 
         return LLMUser(user)
-    raise TypeError(
-        f"user must be None/'scripted', a User (with reset/step) or a Policy (with generate), got {type(user).__name__}"
+    raise EnvArgumentError(
+        f"user must be None/'scripted', a User (with reset/step) or a Policy (with generate), got {user!r:.80}"
     )
 
 
@@ -63,8 +63,10 @@ class TauEnv(TextEnv):
     Text (:class:`~hero_gym.env.AnyText`): one agent message per step, read by ``action_parser`` (default
     :func:`hero_gym.actions.parse_action`):
 
-    - a tool call, ``{"name": "get_order_details", "arguments": {"order_id": "#W2378156"}}`` or the Hermes/Qwen
-      form ``<tool_call>{...}</tool_call>`` (only the first call of a message runs, as upstream);
+    - a tool call, ``{"name": "get_order_details", "arguments": {"order_id": "#W2378156"}}``, the Hermes/Qwen
+      form ``<tool_call>{...}</tool_call>`` or an OpenAI assistant message ``{"content": ..., "tool_calls": [...]}``
+      (only the first call of a message runs, as upstream; the others are counted in
+      ``info["dropped_tool_calls"]``);
     - anything else is a message to the customer.
 
     An OpenAI-style assistant message dict can be turned into this text with :meth:`action_from_openai` or
@@ -72,7 +74,9 @@ class TauEnv(TextEnv):
     extra arguments, wrong JSON types, text over ``max_action_chars``) never raise: the observation is an error
     string shaped like upstream's (``Unknown action foo``, ``Error: GetOrderDetails.invoke() got an unexpected
     keyword argument 'foo'``), ``info["invalid"]`` is True with ``info["invalid_reason"]``, and the database is not
-    touched.
+    touched. JSON nested deeper than 100 levels and integers over 4,300 digits are refused with a fixed message,
+    so an observation never depends on the caller's stack depth. Stepping a finished episode raises RuntimeError;
+    bad constructor and ``reset`` arguments raise ValueError (:class:`~hero_gym.env.EnvArgumentError`).
 
     ## Observation Space
     Text: after reset, the customer's first message; after a tool call, the tool's output (``json.dumps`` of
@@ -138,13 +142,23 @@ class TauEnv(TextEnv):
         tools: Mapping[str, Callable[..., str]] | None = None,
         tool_schemas: list[dict] | None = None,
     ):
-        if split not in splits(version, domain):
-            raise ValueError(f"TauBench {version} {domain} has no split {split!r}; splits: {list(splits(version, domain))}")
+        for name, value, allowed in (("domain", domain, "'retail' or 'airline'"), ("version", version, "'v1' or 'tau2'"),
+                                     ("split", split, "a split name")):
+            if not isinstance(value, str):
+                raise EnvArgumentError(f"{name} must be {allowed}, got {value!r:.80}")
+        try:
+            known = splits(version, domain)
+        except ValueError as e:
+            raise EnvArgumentError(str(e)) from None
+        if split not in known:
+            raise EnvArgumentError(f"TauBench {version} {domain} has no split {split!r}; splits: {list(known)}")
         self.domain, self.version, self.split = domain, version, split
         self._tasks = load_tasks(version, domain, split)
         super().__init__(max_turns=max_turns, task_index=task_index, render_mode=render_mode)
         if (tools is None) != (tool_schemas is None):
-            raise ValueError("give both `tools` and `tool_schemas`, or neither")
+            raise EnvArgumentError("give both `tools` and `tool_schemas`, or neither")
+        if tools is not None and (not isinstance(tools, Mapping) or not isinstance(tool_schemas, (list, tuple))):
+            raise EnvArgumentError("tools must be a mapping name -> function and tool_schemas a list of OpenAI schemas")
         if tools is None:
             tools, tool_schemas = domain_tools(domain, version)
         self.tools = tools
@@ -152,18 +166,25 @@ class TauEnv(TextEnv):
         self._schema_by_name = {s.get("function", s)["name"]: s for s in self.tool_schemas}
         self.policy_text = read_text(*_split_path(_POLICY_FILES[version], domain))
         self.user = _make_user(user)
-        self.action_parser = get_parser(action_parser)
+        try:
+            self.action_parser = get_parser(action_parser)
+        except (TypeError, ValueError) as e:
+            raise EnvArgumentError(str(e)) from None
         self.judge = judge
+        if tau2_reward_basis is not None and (isinstance(tau2_reward_basis, str)
+                                              or not isinstance(tau2_reward_basis, (list, tuple))):
+            raise EnvArgumentError(f"tau2_reward_basis must be a list of components from {list(TAU2_COMPONENTS)}, "
+                                   f"got {tau2_reward_basis!r:.80}")
         self.tau2_reward_basis = None if tau2_reward_basis is None else tuple(tau2_reward_basis)
         if version == "v1" and self.tau2_reward_basis is not None:
-            raise ValueError("tau2_reward_basis applies to version='tau2' only")
+            raise EnvArgumentError("tau2_reward_basis applies to version='tau2' only")
         bad = [c for c in self.tau2_reward_basis or () if c not in TAU2_COMPONENTS]
         if bad:
-            raise ValueError(f"unknown tau2 reward component(s) {bad}; known: {list(TAU2_COMPONENTS)}")
+            raise EnvArgumentError(f"unknown tau2 reward component(s) {bad}; known: {list(TAU2_COMPONENTS)}")
         if judge is not None and not hasattr(judge, "generate"):
-            raise TypeError(f"judge must be a Policy (with generate), got {type(judge).__name__}")
+            raise EnvArgumentError(f"judge must be None or a Policy (with generate), got {judge!r:.80}")
         if isinstance(max_action_chars, bool) or not isinstance(max_action_chars, int) or max_action_chars < 1:
-            raise ValueError(f"max_action_chars must be a positive integer, got {max_action_chars!r}")
+            raise EnvArgumentError(f"max_action_chars must be a positive integer, got {max_action_chars!r}")
         self.max_action_chars = max_action_chars
         self.db: TauDB | None = None
         self._messages: list[dict] = []
@@ -222,6 +243,8 @@ class TauEnv(TextEnv):
             "tool_calls": [{"id": call_id, "type": "function", "function": {"name": act.name, "arguments": _dumps(act.arguments)}}],
         })
         extra: dict[str, Any] = {"tool_name": act.name}
+        if act.dropped_calls:  # one call per turn: the others in the same message did not run
+            extra["dropped_tool_calls"] = act.dropped_calls
         schema = self._schema_by_name.get(act.name)
         if schema is None or act.name not in self.tools:
             obs = f"Unknown action {act.name}"
