@@ -9,6 +9,7 @@ task-paired bootstrap interval of the difference. The training log adds what exp
 gradient norm, rollout success and the method's own counters.
 
     python -m hero_gym.benchmarks.learning_curves RUN_DIR... --start START_EVAL_DIR --md curves.md --png curves.png
+    python -m hero_gym.benchmarks.learning_curves RUN_DIR... --costs costs.md   # s/step, CPU s, RSS, tokens/s
 """
 
 from __future__ import annotations
@@ -97,6 +98,28 @@ def log_table(run_dir: str | Path) -> pd.DataFrame:
     return df[["step"] + [f for f in LOG_FIELDS if f in df.columns] + [c for c in df.columns if c.startswith("total_")]]
 
 
+COST_FIELDS = ("step_s", "cpu_s", "rollout_s", "env_turns", "episodes", "gen_tokens", "gen_tokens_per_s",
+               "rollout_tokens_in", "peak_rss_mb")
+
+
+def cost_table(run_dirs) -> pd.DataFrame:
+    """Per run: the mean of each cost field over its logged steps (the first step, which loads and warms up, is
+    left out when there are more), and the largest peak RSS."""
+    rows = []
+    for d in map(Path, run_dirs):
+        log = d / "train_log.jsonl"
+        if not log.is_file():
+            continue
+        df = pd.DataFrame([json.loads(x) for x in log.read_text().splitlines()])
+        steady = df.iloc[1:] if len(df) > 1 else df
+        row = {"run": d.name, "method": df["method"].iloc[0], "steps": len(df)}
+        row.update({f: float(steady[f].mean()) for f in COST_FIELDS if f in df.columns and f != "peak_rss_mb"})
+        if "peak_rss_mb" in df.columns:
+            row["peak_rss_mb"] = float(df["peak_rss_mb"].max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     cols = ["run", "step", "tasks", "k", "success", "boot_lo", "boot_hi", "wilson_lo", "wilson_hi", "cp_lo", "cp_hi",
             "diff", "diff_lo", "diff_hi", "turns", "invalid_rate"]
@@ -143,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", default=None, help="run store of the start point's evaluation (same tasks)")
     p.add_argument("--md", default=None, help="write the table (and each run's training log) as markdown")
     p.add_argument("--png", default=None, help="write the plot")
+    p.add_argument("--costs", default=None, help="write the per-run cost table (s/step, CPU s, RSS, tokens/s)")
     args = p.parse_args(argv)
+    if args.costs:
+        Path(args.costs).write_text(cost_table(args.runs).to_markdown(index=False, floatfmt=".4g") + "\n")
     try:
         table = curve_table(args.runs, args.start)
     except (ValueError, OSError) as e:

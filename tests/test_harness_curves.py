@@ -24,8 +24,9 @@ def training_run(root, name, before: bool, after: bool, tasks=10):
     make_run(d / "eval" / "step_00002", {t: [before] * 2 for t in range(tasks)}, method="m", train_budget=4,
              trajectory=TRAJ)
     make_run(d / "eval" / "final", {t: [after] * 2 for t in range(tasks)}, method="m", train_budget=4, trajectory=TRAJ)
-    (d / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, "grad_norm": 0.5,
-                                                           "success_rate": 0.0}) + "\n" for s in (1, 2, 3, 4)))
+    (d / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "method": "m", "loss": 1.0 / s, "grad_norm": 0.5,
+                                                           "success_rate": 0.0, "step_s": 10.0 * s, "peak_rss_mb": 100 * s})
+                                               + "\n" for s in (1, 2, 3, 4)))
     return d
 
 
@@ -55,6 +56,8 @@ def test_cli_writes_table_log_and_plot(tmp_path, capsys):
     text = (tmp_path / "c.md").read_text()
     assert "Training log of r" in text and "grad_norm" in text
     assert (tmp_path / "c.png").stat().st_size > 10_000
+    costs = lc.cost_table([run]).iloc[0]
+    assert costs["steps"] == 4 and costs["step_s"] == 30.0 and costs["peak_rss_mb"] == 400  # step 1 left out
 
 
 def test_collect_keeps_the_flat_fields_and_drops_tokens_and_weights(tmp_path):

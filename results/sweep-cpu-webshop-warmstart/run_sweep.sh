@@ -13,7 +13,7 @@ EK=$(cat $RES/env_kwargs.json)
 WARM=$RUNS/warmstart-sft
 # Shared by every run: env settings, generation cap, evaluation set (test goals 0-49, mean@4, 8 turns).
 COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed
-        --set prefix_cache_mb=512 --set rollout_batch_size=8 --set "env_kwargs=$EK"
+        --set prefix_cache_mb=2048 --set rollout_batch_size=8 --set "env_kwargs=$EK"
         --eval-split test --eval-tasks 0-49 --eval-k 4 --eval-max-turns 8)
 # The four methods from the warm start: 12 steps x 2 tasks x G=2, lr 3e-5, evaluated at step 6 and at the end.
 METHODS=(--model $WARM/model --group-size 2 --tasks-per-step 2 --steps 12 --lr 3e-5 --eval-every 6
@@ -29,9 +29,9 @@ step() {  # step NAME COMMAND...: run, time, log
   return $rc
 }
 
-# 1. Warm start: behaviour cloning on oracle demonstrations of the train split (5 steps x 4 tasks, lr 1e-4),
+# 1. Warm start: behaviour cloning on oracle demonstrations of the train split (10 steps x 4 tasks, lr 1e-4),
 #    exported to $WARM/model; its evaluation on the test set is the sweep's Base row (eval/final).
-step warmstart $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step 4 --steps 5 --lr 1e-4 \
+step warmstart $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step 4 --steps 10 --lr 1e-4 \
     "${COMMON[@]}" --out $WARM || exit 1
 $PY -m hero_gym.benchmarks.collect_runs $WARM --out $RES
 
