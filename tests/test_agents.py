@@ -23,7 +23,7 @@ from hero_gym.agents.sdpo import SDPOConfig
 from hero_gym.policies.base import CallablePolicy
 from hero_gym.policies.models import tiny_model
 
-from agents_fixtures import METHOD_CONFIGS, SECRET, build, config, scripted_reflector, toy_rollout
+from agents_fixtures import METHOD_CONFIGS, SECRET, build, config, loss_before_and_after, scripted_reflector, toy_rollout
 
 
 # ----- configuration ------------------------------------------------------------------------------------------
@@ -193,15 +193,7 @@ def test_repeated_updates_on_a_fixed_batch_reduce_its_distillation_loss(tmp_path
     with torch.no_grad():
         teacher.get_output_embeddings().weight.mul_(3.0)
     tr.teacher_model = teacher.eval()
-    groups = tr.collect(0, 0)
-    with torch.no_grad():
-        first = tr.batch_loss(groups, 1.0)["loss"]
-    for _ in range(8):
-        tr.optimizer.zero_grad()
-        tr.batch_loss(groups, 1.0)
-        tr.optimizer.step()
-    with torch.no_grad():
-        last = tr.batch_loss(groups, 1.0)["loss"]
+    first, last = loss_before_and_after(tr, 8)
     assert first > 0 and last < 0.5 * first
 
 

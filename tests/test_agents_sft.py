@@ -16,6 +16,8 @@ from hero_gym.policies.models import tiny_model
 from hero_gym.rollout import EpisodeSpec, run_episodes
 from hero_gym.types import Generation
 
+from agents_fixtures import loss_before_and_after
+
 
 class Echo(TextEnv):
     """Two turns; the observation quotes the action so every conversation is different."""
@@ -97,16 +99,7 @@ def test_loss_is_the_mean_nll_of_agent_tokens_only(tmp_path):
 
 def test_repeated_updates_on_a_fixed_batch_reduce_the_loss(tmp_path):
     path, _ = demos_file(tmp_path, tiny_model()[1])
-    tr = trainer(tmp_path, path)
-    groups = tr.collect(0, 0)
-    with torch.no_grad():
-        first = tr.batch_loss(groups, 1.0)["loss"]
-    for _ in range(10):
-        tr.optimizer.zero_grad()
-        tr.batch_loss(groups, 1.0)
-        tr.optimizer.step()
-    with torch.no_grad():
-        last = tr.batch_loss(groups, 1.0)["loss"]
+    first, last = loss_before_and_after(trainer(tmp_path, path), 10)
     assert last < 0.5 * first
 
 

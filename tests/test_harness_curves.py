@@ -10,7 +10,7 @@ from scipy.stats import binomtest
 
 from hero_gym.benchmarks import collect_runs, learning_curves as lc
 from hero_gym.records import load_frame
-from tests.harness_fixtures import make_run
+from harness_fixtures import make_run
 
 TRAJ = {"turns": [{"index": 0, "action": "search[x]" * 50, "invalid": False, "reward": 0.0, "action_token_ids": [1] * 9,
                    "observation": "page " * 100, "info": {}},
