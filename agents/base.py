@@ -127,6 +127,9 @@ class TrainConfig:
     """Evaluation task subset (None = every task of eval_split)."""
     eval_k: int = 1
     """Attempts per evaluation task (mean@k / pass@k)."""
+    periodic_eval_k: int | None = None
+    """Attempts per task at the periodic (every `eval_every` steps) evaluations; None = eval_k. A smaller value
+    buys more points on a learning curve for the price of one final mean@k evaluation."""
     eval_max_turns: int | None = None
     """Turn cap of evaluation episodes (None = the env's default)."""
     eval_temperature: float = 1.0
@@ -150,6 +153,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.periodic_eval_k is not None and (isinstance(self.periodic_eval_k, bool)
+                                                 or not isinstance(self.periodic_eval_k, int) or self.periodic_eval_k < 1):
+            raise ValueError(f"periodic_eval_k must be a positive integer or None, got {self.periodic_eval_k!r}")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
         if not self.lr > 0:
@@ -534,14 +540,15 @@ class Trainer:
         max_turns = cfg.eval_max_turns or spec.default_max_turns
         tasks = self.task_pool(cfg.eval_split, cfg.eval_tasks)
         budget = cfg.turn_budget if self.uses_turn_budget else 0
+        k = cfg.eval_k if final or cfg.periodic_eval_k is None else cfg.periodic_eval_k
         name = f"{self.method_name}-B{budget}-s{cfg.seed}-step{self.step}"
         store = RunStore(self.out_dir / "eval" / ("final" if final else f"step_{self.step:05d}"))
         store.init({"env": cfg.env_id, "split": cfg.eval_split, "policy": f"{cfg.model}+{self.method_name}",
-                    "k": cfg.eval_k, "max_turns": max_turns, "seed": cfg.seed, "method": self.method_name,
+                    "k": k, "max_turns": max_turns, "seed": cfg.seed, "method": self.method_name,
                     "train_budget": budget, "temperature": cfg.eval_temperature,
                     "max_new_tokens": cfg.max_new_tokens, "name": name, "train_step": self.step, "tasks": tasks})
         done = store.done_keys()
-        todo = [(t, a) for t in tasks for a in range(cfg.eval_k)
+        todo = [(t, a) for t in tasks for a in range(k)
                 if (cfg.env_id, cfg.eval_split, t, a) not in done]
         specs = [make_episode_spec(t, eval_seed(cfg.seed, t, a), cfg.eval_split, attempt=a) for t, a in todo]
         if specs:

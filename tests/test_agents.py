@@ -365,6 +365,18 @@ def test_evaluation_writes_harness_records(tmp_path):
         assert torch.equal(p, q), n
 
 
+def test_periodic_evaluations_use_periodic_eval_k_and_the_final_one_eval_k(tmp_path):
+    from hero_gym.records import RunStore
+
+    tr = build(tmp_path, "sdpo", cfg_kw={"steps": 2, "eval_split": "test", "eval_tasks": [0, 2], "eval_k": 3,
+                                         "eval_every": 1, "periodic_eval_k": 1, "export_model": False})
+    tr.train()
+    periodic = RunStore(tmp_path / "sdpo" / "eval" / "step_00001").load()
+    final = RunStore(tmp_path / "sdpo" / "eval" / "final").load()
+    assert sorted((r.task, r.attempt) for r in periodic) == [(0, 0), (2, 0)]
+    assert len(final) == 6 and {r.attempt for r in final} == {0, 1, 2}
+
+
 def test_ema_teacher_moves_towards_the_student_and_frozen_does_not(tmp_path):
     # An asymmetric rate: swapping teacher and student in the update, or using 1 - rate, gives other weights.
     ema = build(tmp_path / "e", "sdpo", cfg_kw={"steps": 1, "teacher": "ema", "teacher_update_rate": 0.3})
