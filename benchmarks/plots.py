@@ -68,7 +68,7 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
     for i, (m, g) in enumerate(table.groupby("method", sort=True)):
         color, marker = f"C{i % 10}", "osD^vP*X"[i % 8]
         # Small per-method offsets and distinct markers keep coinciding lines visible.
-        x = g["train_budget"] + (i - (len(methods) - 1) / 2) * 0.012 * span
+        x = g["train_budget"] + (i - (len(methods) - 1) / 2) * 0.02 * span
         ax_s.plot(x, g["success"], marker=marker, color=color, label=str(m))
         ax_s.fill_between(x, g["lo"], g["hi"], color=color, alpha=0.15, linewidth=0)
         ax_t.plot(x, g["turns"], marker=marker, color=color, label=str(m))
