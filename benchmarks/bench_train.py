@@ -30,7 +30,8 @@ METHODS = ("grpo", "sdpo", "full-demo", "hero")
 
 class _FilledReflector:
     """The model reflects as in training (its cost is measured); a tiny/untrained model rarely writes parsable
-    diagnoses, so a neutral diagnosis of every turn is appended to make every turn take the distillation path."""
+    diagnoses, so an actionable diagnosis of every turn is appended to make every turn take the distillation path
+    (HERO distils only actionable diagnoses; the echo check is off in this mode)."""
 
     name = "filled-reflector"
 
@@ -44,7 +45,7 @@ class _FilledReflector:
         for req, gen in zip(requests, gens):
             n = int(re.search(r"from 1 to (\d+)", req.messages[-1]["content"]).group(1))
             gen.text = (gen.text or "") + "\n" + "\n".join(
-                json.dumps({"turn": t, "necessary": True, "valid": True, "cause": "none"}) for t in range(1, n + 1))
+                json.dumps({"turn": t, "necessary": True, "valid": False, "cause": "bench filler"}) for t in range(1, n + 1))
             gen.error = None
         return gens
 
@@ -89,7 +90,7 @@ def _one(args) -> dict:
             mc, kw = _forced_signal(args.one, kw)
         if args.one == "hero":
             from hero_gym.agents.hero import HEROConfig
-            mc = HEROConfig(reflect_mode=args.reflect_mode)
+            mc = HEROConfig(reflect_mode=args.reflect_mode, **({"echo_threshold": None} if args.force_signal else {}))
         trainer = make_trainer(cfg, mc, model=model, tokenizer=tok, **kw)
         if args.force_signal and args.one == "hero" and args.reflect_mode == "trajectory":
             trainer._reflector = _FilledReflector(trainer.policy)

@@ -4,10 +4,14 @@ Runs are compared on the episodes they all have, keyed by (task, attempt). With 
 (seed, task, attempt) gives the same user/env randomness in every run, so episodes pair up and paired tests apply:
 
 - a paired bootstrap (over tasks) of the difference in success rate against the baseline run;
-- an exact McNemar test on the paired episodes (discordant pairs only, two-sided binomial test at p = 1/2).
+- an exact sign test over *tasks* (``mcnemar_p_tasks``): a task is a win when its success rate over the paired
+  attempts is higher than the baseline's, a loss when lower; ties drop out. Attempts of one task are not
+  independent, so the episodes are not the unit; with k = 1 this is exactly McNemar's exact test on the episodes.
 
-Compute columns (env steps, generated tokens, wall time, in totals over the compared episodes) let a reader check
-whether a gain was bought with more compute.
+Episodes that ended in error are no results and are not paired; the ``errors`` column counts them per run.
+Compute columns (see :func:`hero_gym.benchmarks.stats.compute_columns`: ``tokens_out_total``, ``tokens_out_mean``,
+``gen_time_s_total``, ``wall_time_s_run``, ...) cover the compared episodes and let a reader check whether a gain
+was bought with more compute.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from hero_gym.benchmarks.stats import bootstrap_ci, score
+from hero_gym.benchmarks.stats import name_k_columns, bootstrap_ci, compute_columns, results_only, score
 from hero_gym.records import load_frame
 
 PAIR_KEYS = ["task", "attempt"]
@@ -54,11 +58,13 @@ def compare(run_dirs: Sequence[str | os.PathLike], *, k: int | None = None, base
             n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per run on the episodes common to all runs; paired statistics against run number `baseline`.
 
-    Columns: run, policy, method, train_budget, tasks, episodes, k, mean@k (+CI), pass@k, pass^k, turns,
-    turns_success, budget_hit, then diff/diff_lo/diff_hi (success-rate difference vs the baseline with a paired
-    bootstrap 95% CI), wins/losses (episodes only this run / only the baseline solved), mcnemar_p, then the compute
-    totals env_steps, tokens_out, wall_time_s. ``df.attrs["notes"]`` lists what the reader must know (intersection
-    used, seeds that differ).
+    Columns: run, policy, method, train_budget, tasks, episodes, errors (episodes of the run that ended in error,
+    not compared), k, mean@k with its bootstrap (_lo/_hi), Wilson and Clopper-Pearson intervals, pass@k, pass^k,
+    turns, turns_success, budget_hit, then diff/diff_lo/diff_hi (success-rate difference vs the baseline with a
+    paired bootstrap 95% CI over tasks), wins_tasks/losses_tasks (tasks this run solved more/less often than the
+    baseline), mcnemar_p_tasks (exact sign test over those tasks), then the compute columns of
+    :func:`hero_gym.benchmarks.stats.compute_columns`. ``df.attrs["notes"]`` lists what the reader must know
+    (intersection used, errored episodes, seeds that differ).
     """
     if len(run_dirs) < 2:
         raise ValueError("compare needs at least two runs")
@@ -77,6 +83,13 @@ def compare(run_dirs: Sequence[str | os.PathLike], *, k: int | None = None, base
         raise ValueError(f"runs are on different env/split pairs {sorted(map(str, envs))}; compare like with like")
 
     notes = []
+    n_errors = []
+    for i, (f, lab) in enumerate(zip(frames, labels)):
+        ok = results_only(f)
+        n_errors.append(len(f) - len(ok))
+        if n_errors[-1]:
+            notes.append(f"{lab}: {n_errors[-1]} episode(s) ended in error; they are no results and are not compared")
+        frames[i] = ok
     keysets = [set(map(tuple, f[PAIR_KEYS].to_numpy().tolist())) for f in frames]
     common = set.intersection(*keysets)
     if not common:
@@ -94,11 +107,14 @@ def compare(run_dirs: Sequence[str | os.PathLike], *, k: int | None = None, base
         s = score(f, k, n_boot=n_boot, seed=seed)
         row = {"run": lab, "policy": f["policy"].iat[0], "method": f["method"].iat[0],
                "train_budget": f["train_budget"].iat[0]}
-        row.update({key: s[key] for key in ("tasks", "episodes", "k", "mean@k", "mean@k_lo", "mean@k_hi", "pass@k",
-                                            "pass^k", "turns", "turns_success", "budget_hit")})
+        row.update({key: s[key] for key in ("tasks", "episodes")})
+        row["errors"] = n_errors[i]
+        row.update({key: s[key] for key in ("k", "mean@k", "mean@k_lo", "mean@k_hi", "mean@k_wilson_lo",
+                                            "mean@k_wilson_hi", "mean@k_cp_lo", "mean@k_cp_hi", "pass@k", "pass^k",
+                                            "turns", "turns_success", "budget_hit")})
         a, b = f["success"].to_numpy(bool), base["success"].to_numpy(bool)
         if i == baseline:
-            row.update(diff=0.0, diff_lo=0.0, diff_hi=0.0, wins=0, losses=0, mcnemar_p=1.0)
+            row.update(diff=0.0, diff_lo=0.0, diff_hi=0.0, wins_tasks=0, losses_tasks=0, mcnemar_p_tasks=1.0)
         else:
             seeds_a, seeds_b = f["seed"].to_numpy(object), base["seed"].to_numpy(object)
             n_diff = int(sum(x != y for x, y in zip(seeds_a, seeds_b)))
@@ -109,16 +125,13 @@ def compare(run_dirs: Sequence[str | os.PathLike], *, k: int | None = None, base
             d = per_task.groupby("task")["d"].mean()
             row["diff"] = float(d.mean())
             row["diff_lo"], row["diff_hi"] = bootstrap_ci(d, n_boot=n_boot, seed=seed)
-            row["wins"], row["losses"] = int((a & ~b).sum()), int((~a & b).sum())
-            row["mcnemar_p"] = mcnemar_exact(row["wins"], row["losses"])
-        row["env_steps"] = int(f["env_steps"].sum())
-        row["tokens_out"] = int(f["tokens_out"].sum())
-        row["wall_time_s"] = float(f["wall_time_s"].sum())
+            row["wins_tasks"], row["losses_tasks"] = int((d > 0).sum()), int((d < 0).sum())
+            row["mcnemar_p_tasks"] = mcnemar_exact(row["wins_tasks"], row["losses_tasks"])
+        row.update(compute_columns(f))
         rows.append(row)
-    out = pd.DataFrame(rows)
-    ks = out["k"].unique()
-    if len(ks) == 1:
-        out = out.rename(columns=lambda c: c.replace("@k", f"@{ks[0]}").replace("^k", f"^{ks[0]}"))
+    out = name_k_columns(pd.DataFrame(rows))
+    if out["wall_time_s_run"].isna().any():
+        notes.append("wall_time_s_run is NaN for runs whose records predate per-episode timestamps")
     out.attrs["notes"] = notes
     out.attrs["baseline"] = labels[baseline]
     out.attrs["env"], out.attrs["split"] = next(iter(envs))

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 
-from hero_gym.benchmarks.stats import bootstrap_ci, per_task
+from hero_gym.benchmarks.stats import bootstrap_ci, clopper_pearson_ci, per_task, wilson_ci
 from hero_gym.records import RunStore, load_frame
 
 LOG_FIELDS = ("loss", "grad_norm", "success_rate", "mean_turns", "loss_tokens", "active_tokens", "selected_fraction",
@@ -41,12 +40,11 @@ def invalid_rate(run_dir: str | Path) -> float:
 
 
 def exact_intervals(successes: int, n: int) -> dict:
-    """95% Wilson and Clopper-Pearson intervals of a binomial proportion."""
+    """95% Wilson and Clopper-Pearson intervals of a binomial proportion (episodes as the trials)."""
     if n == 0:
         return {"wilson_lo": np.nan, "wilson_hi": np.nan, "cp_lo": np.nan, "cp_hi": np.nan}
-    t = binomtest(int(successes), int(n))
-    w, cp = t.proportion_ci(method="wilson"), t.proportion_ci(method="exact")
-    return {"wilson_lo": w.low, "wilson_hi": w.high, "cp_lo": cp.low, "cp_hi": cp.high}
+    (wlo, whi), (clo, chi) = wilson_ci(successes, n), clopper_pearson_ci(successes, n)
+    return {"wilson_lo": wlo, "wilson_hi": whi, "cp_lo": clo, "cp_hi": chi}
 
 
 def eval_point(store_dir: str | Path, *, n_boot: int = 2000, seed: int = 0) -> dict:

@@ -10,6 +10,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from hero_gym.extras import require_extra
+
+require_extra("plots", "matplotlib")
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display

@@ -69,7 +69,11 @@ def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None
     p.add_argument("--judge", default=None,
                    help="tau2 envs: policy spec of the judge that scores NL assertions (without one they are not evaluated)")
     p.add_argument("--batch-size", type=_positive_int, default=d.get("batch_size"),
-                   help="episodes advanced together (default: " + ("%(default)s" if demo else "all") + ")")
+                   help="episodes advanced together; each is stored as it ends (default: "
+                        + ("%(default)s" if demo else "32") + ")")
+    p.add_argument("--retry-errors", type=_non_negative_int, default=0, metavar="N",
+                   help="rerun episodes that ended in error up to N more times in this invocation (a later "
+                        "invocation always reruns them; default %(default)s)")
     p.add_argument("--method", default=None, help="training method of the evaluated checkpoint (for budget sweeps)")
     p.add_argument("--train-budget", type=_positive_int, default=None,
                    help="training turn budget of the evaluated checkpoint (for budget sweeps)")
@@ -152,6 +156,7 @@ def _cmd_envs(args) -> int:
 
 def _cmd_eval(args) -> int:
     from hero_gym.evaluate import run_eval
+    from hero_gym.records import printable
 
     if args.threads:
         import torch
@@ -161,10 +166,25 @@ def _cmd_eval(args) -> int:
     store = run_eval(args.env, args.policy, args.out, split=args.split, k=args.k, max_turns=args.max_turns,
                      tasks=args.tasks, limit=args.limit, seed=args.seed, temperature=args.temperature,
                      max_new_tokens=args.max_new_tokens, user=args.user, judge=args.judge, method=args.method,
-                     train_budget=args.train_budget, batch_size=args.batch_size, progress=not args.no_progress,
+                     train_budget=args.train_budget, batch_size=args.batch_size, retry_errors=args.retry_errors,
+                     progress=not args.no_progress,
                      policy_kwargs={"prefix_cache_mb": args.prefix_cache_mb} if _wants_cache(args) else None)
+    o = store.outcome
     print(f"run: {store.dir}")
-    return _print_summary([store.dir])
+    if o.stored_attempts > o.k:
+        print(f"note: {store.dir} stores {o.stored_attempts} attempts per task and you asked --k {o.k}: the table "
+              f"scores attempts 0-{o.k - 1} of the {len(o.tasks)} selected task(s) (`hero-gym summary {store.dir}` "
+              "scores all)", file=sys.stderr)
+    tasks = set(o.tasks)
+    _print_summary([store.dir], k=None, select=lambda df: df[df["task"].isin(tasks) & (df["attempt"] < o.k)])
+    if o.errors:
+        first = o.errors[0]
+        message = " ".join(str(first.error).split())
+        print(printable(f"error: {len(o.errors)} of {len(o.tasks) * o.k} episode(s) ended in error; they are not "
+                        f"results (run the same command again to retry them). First, task {first.task} attempt "
+                        f"{first.attempt}: {message[:500]}"), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _wants_cache(args) -> bool:
@@ -174,11 +194,12 @@ def _wants_cache(args) -> bool:
     return bool(args.prefix_cache_mb) and local
 
 
-def _print_summary(runs, k=None, csv=None) -> int:
+def _print_summary(runs, k=None, csv=None, select=None) -> int:
     from hero_gym.benchmarks.stats import format_summary, summarize
     from hero_gym.records import load_frame
 
-    table = summarize(load_frame(runs), k)
+    df = load_frame(runs)
+    table = summarize(select(df) if select else df, k)
     if csv:
         Path(csv).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv, index=False)

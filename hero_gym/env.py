@@ -9,13 +9,14 @@ and refusing to step a finished episode.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import create_shared_memory, read_from_shared_memory, write_to_shared_memory
 
 MAX_TEXT_LENGTH = 1_000_000
 
@@ -67,6 +68,71 @@ def check_seed(seed: Any) -> int | None:
     return int(seed)
 
 
+# Async vector envs pass observations through shared memory. Gymnasium's Text handlers store one charset index per
+# character, so any character outside the sampling charset (a no-break space in a product title) raised KeyError.
+# AnyText stores UTF-8 bytes instead: an 8-byte length, then the text, in a slot of 4 bytes per allowed character.
+_LEN_BYTES = 8
+
+
+def _slot_bytes(space: AnyText) -> int:
+    return _LEN_BYTES + 4 * space.max_length
+
+
+@create_shared_memory.register(AnyText)
+def _create_anytext_shared_memory(space: AnyText, n: int = 1, ctx: Any = None):
+    import multiprocessing as mp
+
+    return (ctx or mp).Array("B", n * _slot_bytes(space), lock=True)
+
+
+@write_to_shared_memory.register(AnyText)
+def _write_anytext_to_shared_memory(space: AnyText, index: int, value: str, shared_memory) -> None:
+    data = value.encode("utf-8")
+    start = index * _slot_bytes(space)
+    buf = np.frombuffer(shared_memory.get_obj(), dtype=np.uint8)
+    buf[start:start + _LEN_BYTES] = np.frombuffer(len(data).to_bytes(_LEN_BYTES, "little"), dtype=np.uint8)
+    buf[start + _LEN_BYTES:start + _LEN_BYTES + len(data)] = np.frombuffer(data, dtype=np.uint8)
+
+
+class SharedTexts(Sequence):
+    """The batch of observations of an async vector env, decoded from its shared memory on every access.
+
+    Gymnasium reads shared memory once and expects a live view (a numpy array for Box spaces); a tuple of str would
+    freeze the first observations. This sequence reads the current ones; ``deepcopy`` (what the vector env returns
+    with ``copy=True``, the default) gives a plain tuple.
+    """
+
+    def __init__(self, space: AnyText, shared_memory, n: int):
+        self._buf = np.frombuffer(shared_memory.get_obj(), dtype=np.uint8)
+        self._slot, self._n = _slot_bytes(space), n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(self._n)))
+        if not -self._n <= i < self._n:
+            raise IndexError(f"index {i} out of range for {self._n} observations")
+        start = (i % self._n) * self._slot
+        length = int.from_bytes(self._buf[start:start + _LEN_BYTES].tobytes(), "little")
+        return self._buf[start + _LEN_BYTES:start + _LEN_BYTES + length].tobytes().decode("utf-8")
+
+    def __deepcopy__(self, memo) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, (tuple, Sequence)) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+@read_from_shared_memory.register(AnyText)
+def _read_anytext_from_shared_memory(space: AnyText, shared_memory, n: int = 1) -> SharedTexts:
+    return SharedTexts(space, shared_memory, n)
+
+
 class TerminationReason(str, Enum):
     """Why an episode ended; ``info["termination_reason"]`` holds the value (None while it runs)."""
 
@@ -106,6 +172,7 @@ class TextEnv(gym.Env):
         self._task_index: int | None = None
         self._last_obs = ""
         self._termination_reason: str | None = None
+        self._time_limit: int | None = None
 
     # ----- hooks for subclasses -------------------------------------------------------------------------------
     def _num_tasks(self) -> int:
@@ -131,6 +198,11 @@ class TextEnv(gym.Env):
         return self._num_tasks()
 
     @property
+    def turn_budget(self) -> int:
+        """The turns this episode may take: ``max_turns``, or a smaller ``TimeLimit`` over this env (see reset)."""
+        return min(self.max_turns, self._time_limit) if self._time_limit else self.max_turns
+
+    @property
     def task_index(self) -> int | None:
         return self._task_index
 
@@ -151,6 +223,7 @@ class TextEnv(gym.Env):
                 f"options must be None or a dict such as {{'task_index': 0}} (allowed keys: "
                 f"{sorted(self._allowed_reset_options())}), got {type(options).__name__} {options!r:.80}"
             )
+        self._time_limit = _calling_time_limit()
         options = dict(options or {})
         unknown = set(options) - self._allowed_reset_options()
         if unknown:
@@ -189,7 +262,7 @@ class TextEnv(gym.Env):
             self._termination_reason = reason or (
                 TerminationReason.SUCCESS.value if reward >= 1.0 else TerminationReason.FAILURE.value
             )
-        elif self._turns >= self.max_turns:
+        elif self._turns >= self.turn_budget:
             truncated = True
             reward = 0.0
             self._termination_reason = TerminationReason.BUDGET.value
@@ -205,8 +278,8 @@ class TextEnv(gym.Env):
             "task_index": self._task_index,
             "task_id": self._task_id(self._task_index) if self._task_index is not None else None,
             "turns_used": self._turns,
-            "turns_left": self.max_turns - self._turns,
-            "max_turns": self.max_turns,
+            "turns_left": self.turn_budget - self._turns,
+            "max_turns": self.turn_budget,
             "termination_reason": self._termination_reason,
             "invalid": invalid,
             "success": bool(self._done and self._termination_reason != TerminationReason.BUDGET.value and reward >= 1.0),
@@ -218,3 +291,28 @@ class TextEnv(gym.Env):
         if self.render_mode == "ansi":
             return self._last_obs
         return None
+
+
+def _calling_time_limit() -> int | None:
+    """``max_episode_steps`` of a Gymnasium ``TimeLimit`` that is resetting this env, if one is.
+
+    One step is one turn, so ``gym.make(id, max_episode_steps=N)`` (or ``TimeLimit(env, N)``) counts what
+    ``max_turns`` counts. The wrapper truncates after the env returns, so the env would report a running episode
+    (``termination_reason`` None, turns left). Reading the limit from the wrapper chain that calls ``reset`` lets
+    the env end the episode at the same step itself, with ``termination_reason="turn_budget"`` and reward 0.
+    """
+    import sys
+
+    frame = sys._getframe(2)  # the caller of TextEnv.reset (a subclass's reset may sit between: walk up)
+    limits = []
+    for _ in range(32):
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if not isinstance(owner, (gym.Env, gym.Wrapper)) and \
+                not str(frame.f_globals.get("__name__", "")).startswith("gymnasium."):
+            break  # left the wrappers (and Gymnasium's own helpers between them) around this env
+        if isinstance(owner, gym.wrappers.TimeLimit):
+            limits.append(owner._max_episode_steps)
+        frame = frame.f_back
+    return min(limits) if limits else None

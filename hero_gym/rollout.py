@@ -17,7 +17,9 @@ Trajectory fields filled here: prompt/turn token ids and logprobs (token-exact p
 (the env's, or built from actions and observations when the env gives none), reward (sum of step rewards),
 success/terminated/truncated/termination_reason/reward_info (from the env's last step), env_steps, tokens_in (the
 context length of every request summed: what the backend processed), tokens_out (generated tokens), wall_time_s
-(reset to end, including waiting for the batch) and env_time_s (time inside env reset/step).
+(reset to end, including waiting for the batch), env_time_s (time inside env reset/step), gen_time_s (the episode's
+share of each batched generate call: the call's time over the requests in it, so the shares add up to the time spent
+generating) and started_at/ended_at (Unix times of the span, so a run's real wall time is the union of the spans).
 
 Failures: a generation with ``error`` set (or an env that raises) ends that episode with termination_reason
 "error" and ``Trajectory.error`` set; the other episodes go on.
@@ -207,6 +209,7 @@ class _Episode:
         self.index, self.spec, self.slot = index, spec, slot
         self.traj = Trajectory(env_id=env_name, task_index=int(spec.task_index), seed=spec.seed, split=spec.split)
         self.t0 = time.perf_counter()
+        self.traj.started_at = time.time()
         self.done = False
         self.messages: list[dict] = []
         self.tools: list[dict] | None = None
@@ -221,6 +224,7 @@ class _Episode:
 
     def finish_timing(self):
         self.traj.wall_time_s = time.perf_counter() - self.t0
+        self.traj.ended_at = time.time()
 
 
 def _messages_after(info: dict, ep: _Episode, action: str | None, obs: str) -> list[dict]:
@@ -248,6 +252,7 @@ def run_episodes(
     batch_size: int | None = None,
     on_episode: Callable[[Trajectory], None] | None = None,
     num_env_workers: int | None = None,
+    keep_results: bool = True,
 ) -> list[Trajectory]:
     """Run `episodes` of `env_id` with `policy`; return one Trajectory per spec, in the same order.
 
@@ -261,6 +266,8 @@ def run_episodes(
         batch_size: most episodes live at once, i.e. the largest batch sent to the policy (None: all).
         on_episode: called with each Trajectory as soon as its episode ends (e.g. to store records for resume).
         num_env_workers: Ray shards (default: min(8, live episodes)); ignored by the local executor.
+        keep_results: False drops each Trajectory once `on_episode` has had it and returns an empty list, so a
+            long evaluation that stores episodes as they end runs in bounded memory.
     """
     episodes = list(episodes)
     if not all(isinstance(e, EpisodeSpec) for e in episodes):
@@ -305,7 +312,8 @@ def run_episodes(
         ep.finish_timing()
         releases.append(("release", ep.slot))
         free_slots.append(ep.slot)
-        results[ep.index] = ep.traj
+        if keep_results:
+            results[ep.index] = ep.traj
         if on_episode is not None:
             on_episode(ep.traj)
 
@@ -340,6 +348,7 @@ def run_episodes(
                 continue
             # one batched generation for all live episodes
             requests = [_request(ep, env_name, max_new_tokens, temperature, top_p) for ep in live]
+            t_gen = time.perf_counter()
             try:
                 gens = list(policy.generate(requests))
                 if len(gens) != len(requests):
@@ -347,6 +356,9 @@ def run_episodes(
             except Exception as e:  # a policy must not raise, but one that does must not end the run
                 gens = [Generation(text="", error=f"policy.generate raised {type(e).__name__}: {e}",
                                    finish_reason="error") for _ in requests]
+            share = (time.perf_counter() - t_gen) / len(requests)
+            for ep in live:
+                ep.traj.gen_time_s += share
             stepping = []
             for ep, gen in zip(live, gens):
                 if not isinstance(gen, Generation):
@@ -377,7 +389,7 @@ def run_episodes(
             envs.run(releases)
     finally:
         envs.close()
-    return results  # type: ignore[return-value]
+    return results if keep_results else []  # type: ignore[return-value]
 
 
 def _start(ep: _Episode, reset_out, tokenizer, model):

@@ -95,8 +95,11 @@ class Trajectory:
     env_steps: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    wall_time_s: float = 0.0
-    env_time_s: float = 0.0
+    wall_time_s: float = 0.0  # the episode's span, reset to end, waiting for its batch included
+    env_time_s: float = 0.0  # time inside env reset/step
+    gen_time_s: float = 0.0  # generation time charged to the episode: its share of every batch it was in
+    started_at: float | None = None  # Unix time of the reset (so a run's real wall time is the union of spans)
+    ended_at: float | None = None  # Unix time the episode ended
     error: str | None = None
     # tool calls the agent wrote but that did not run: one call per turn, the others in a message are dropped
     dropped_tool_calls: int = 0
@@ -163,6 +166,11 @@ class EpisodeRecord:
     error: str | None = None
     dropped_tool_calls: int = 0
     trajectory: dict | None = None
+    # Accounting added later; None in records written before it existed (see Trajectory for the meanings).
+    gen_time_s: float | None = None
+    env_time_s: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
 
     @property
     def key(self) -> tuple:

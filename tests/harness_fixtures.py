@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hero_gym.records import RunStore
 from hero_gym.types import EpisodeRecord
+
+
+@pytest.fixture(autouse=True, scope="module")
+def toy_env():
+    """The toy env registered for a test module's duration (import it into the module to use it)."""
+    import harness_toyenv  # here, not at the top: modules that only build runs keep the real registry
+
+    harness_toyenv.register()
+    yield
+    harness_toyenv.unregister()
 
 
 def record(task: int, attempt: int, success: bool, *, env: str = "toy/Env-v0", split: str | None = "test",
@@ -13,7 +25,8 @@ def record(task: int, attempt: int, success: bool, *, env: str = "toy/Env-v0", s
         env=env, split=split, task=task, attempt=attempt, seed=seed if seed is not None else 1000 * task + attempt,
         policy=policy, success=success, reward=1.0 if success else 0.0, turns=turns,
         termination_reason="success" if success else "turn_budget", tokens_in=100, tokens_out=20 * turns,
-        env_steps=turns, wall_time_s=0.5 * turns, method=method, train_budget=train_budget, max_turns=10,
+        env_steps=turns, wall_time_s=0.5 * turns, gen_time_s=0.4 * turns, env_time_s=0.1 * turns,
+        started_at=1000.0 + 10 * task + attempt, ended_at=1000.0 + 10 * task + attempt + 0.5 * turns, method=method, train_budget=train_budget, max_turns=10,
         trajectory=trajectory, **kw)
 
 

@@ -94,3 +94,47 @@ def recording_solver(prefix_cache_mb: float = 0):
     LAST_KWARGS.clear()
     LAST_KWARGS["prefix_cache_mb"] = prefix_cache_mb
     return even_solver()
+
+
+class FlakyPolicy:
+    """even_solver whose requests for the tasks in FAIL_TASKS come back as errors (a server that is down for them).
+
+    FAIL_TIMES[task] > 0 limits the failures: each failed request counts one down (a transient outage).
+    MAX_BATCH records the largest batch the harness sent. ERROR_TEXT is the error message.
+    """
+
+    FAIL_TASKS: set = set()
+    FAIL_TIMES: dict = {}
+    MAX_BATCH = 0
+    ERROR_TEXT = "HTTP 503 from the model server after 3 retries"
+    name = "flaky-even-solver"
+
+    def generate(self, requests):
+        from hero_gym.types import Generation
+
+        FlakyPolicy.MAX_BATCH = max(FlakyPolicy.MAX_BATCH, len(requests))
+        out = []
+        for r in requests:
+            t = _task_of(r.messages)
+            left = FlakyPolicy.FAIL_TIMES.get(t)
+            if t in FlakyPolicy.FAIL_TASKS and (left is None or left > 0):
+                if left is not None:
+                    FlakyPolicy.FAIL_TIMES[t] = left - 1
+                out.append(Generation(text="", error=FlakyPolicy.ERROR_TEXT, finish_reason="error"))
+            else:
+                out.append(Generation(text=solver(r.messages, r.tools)))
+        return out
+
+
+def flaky_solver():
+    return FlakyPolicy()
+
+
+def surrogate_solver():
+    """Answers every task with text holding a lone surrogate, which JSON allows and a model can return."""
+    return CallablePolicy(lambda messages, tools: "answer \ud800 " + str(_task_of(messages)), name="surrogate")
+
+
+def broken_factory():
+    """A factory whose model files are missing: loading fails after the spec itself checked out."""
+    raise OSError("model weights not found: /nonexistent/model.safetensors")

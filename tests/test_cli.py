@@ -72,7 +72,7 @@ def test_summary_compare_plot_export_commands(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--csv", str(tmp_path / "c.csv"), "--md", str(tmp_path / "c.md")]) == 0
     assert "Baseline: base" in capsys.readouterr().out
     c = pd.read_csv(tmp_path / "c.csv").set_index("run")
-    assert (c.loc["new", "wins"], c.loc["new", "losses"]) == (2, 0)
+    assert (c.loc["new", "wins_tasks"], c.loc["new", "losses_tasks"]) == (2, 0)
 
     assert main(["plot", "heatmap", str(a), str(b), "--out", str(tmp_path / "h.png")]) == 0
     assert (tmp_path / "h.png").stat().st_size > 5_000

@@ -15,16 +15,10 @@ from hero_gym.evaluate import episode_seed, parse_tasks
 from hero_gym.records import RunStore
 
 import harness_toyenv
+from harness_fixtures import toy_env  # noqa: F401  (registers the toy env per module)
 from harness_toyenv import N_TASKS, TOY_ID
 
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture(autouse=True, scope="module")
-def toy_env():
-    harness_toyenv.register()
-    yield
-    harness_toyenv.unregister()
 
 
 def test_parse_tasks():

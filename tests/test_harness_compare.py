@@ -20,17 +20,17 @@ def test_compare_paired_statistics(tmp_path):
     make_run(tmp_path / "chal", chal, policy="chal", turns=2)
     table = cmp.compare([tmp_path / "base", tmp_path / "chal"], n_boot=300)
     row = table.set_index("run").loc["chal"]
-    assert row["wins"] == 6 and row["losses"] == 1
-    assert row["mcnemar_p"] == pytest.approx(0.125)  # b=6, c=1 by hand: 2 * 8/128
+    assert row["wins_tasks"] == 6 and row["losses_tasks"] == 1
+    assert row["mcnemar_p_tasks"] == pytest.approx(0.125)  # k=1: McNemar, b=6, c=1 by hand: 2 * 8/128
     assert row["diff"] == pytest.approx((7 - 2) / 8)
     assert row["diff_lo"] <= row["diff"] <= row["diff_hi"]
     assert row["mean@1"] == pytest.approx(7 / 8)
-    assert row["env_steps"] == 8 * 2 and row["tokens_out"] == 8 * 40
+    assert row["env_steps_total"] == 8 * 2 and row["tokens_out_total"] == 8 * 40 and row["tokens_out_mean"] == 40
     assert table.attrs["notes"] == []
     md, csv = tmp_path / "t.md", tmp_path / "t.csv"
     cmp.write_tables(table, csv=csv, md=md)
-    assert "| chal" in md.read_text() and "mcnemar_p" in md.read_text()
-    assert pd.read_csv(csv)["wins"].tolist() == [0, 6]
+    assert "| chal" in md.read_text() and "mcnemar_p_tasks" in md.read_text()
+    assert pd.read_csv(csv)["wins_tasks"].tolist() == [0, 6]
 
 
 def test_compare_uses_intersection_and_says_so(tmp_path):
@@ -132,3 +132,28 @@ def test_task_heatmap(tmp_path):
     data = ax.get_images()[0].get_array()
     assert data[0].tolist() == [1, 1, 0, 0] and data[1].tolist() == [1, 1, 1, 0]
     matplotlib.pyplot.close(fig)
+
+
+def test_mcnemar_pairs_tasks_not_attempts(tmp_path):
+    # The challenger solves all 4 attempts of task 0 and nothing else; the baseline solves nothing. Counting
+    # attempts as independent pairs would give b=4, c=0 (p=0.125); there is one task of evidence (p=1).
+    make_run(tmp_path / "base", {t: [F] * 4 for t in range(3)}, policy="base")
+    make_run(tmp_path / "chal", {0: [T] * 4, 1: [F] * 4, 2: [F] * 4}, policy="chal")
+    table = cmp.compare([tmp_path / "base", tmp_path / "chal"], n_boot=100)
+    row = table.set_index("run").loc["chal"]
+    assert (row["wins_tasks"], row["losses_tasks"]) == (1, 0)
+    assert row["mcnemar_p_tasks"] == pytest.approx(1.0)
+    assert row["mean@4_wilson_lo"] < row["mean@4"] < row["mean@4_cp_hi"]
+    base = table.set_index("run").loc["base"]
+    assert base["mean@4_lo"] == base["mean@4_hi"] == 0.0 and base["mean@4_cp_hi"] > 0.5  # 0 of 3 tasks
+
+
+def test_compare_leaves_errored_episodes_out_and_says_so(tmp_path):
+    make_run(tmp_path / "a", {0: [T], 1: [F], 2: [T]})
+    store = make_run(tmp_path / "b", {0: [T], 1: [T]}, policy="q")
+    from harness_fixtures import record
+    store.append(record(2, 0, False, policy="q", error="generation failed: 503"))
+    table = cmp.compare([tmp_path / "a", tmp_path / "b"], n_boot=100).set_index("run")
+    assert table.loc["b", "errors"] == 1 and table.loc["b", "episodes"] == 2
+    assert table.loc["b", "losses_tasks"] == 0  # the errored episode of task 2 is no loss
+    assert any("ended in error" in n for n in table.attrs["notes"])

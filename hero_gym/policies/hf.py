@@ -27,7 +27,11 @@ import inspect
 import os
 import random
 
-import torch
+from hero_gym.extras import require_extra
+
+require_extra("train", "torch", "transformers")
+
+import torch  # noqa: E402
 
 from hero_gym import chat
 from hero_gym.policies.base import ChatRequest

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
+from hero_gym.extras import require_extra
+
+require_extra("train", "torch", "transformers")
+
+import torch  # noqa: E402
 
 
 def supports_prefix_cache(model) -> bool:

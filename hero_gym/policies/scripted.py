@@ -68,7 +68,10 @@ def _baseline(kind: str, env_id: str | None, kw: dict) -> Policy:
     return cls(**_accepted(cls, {"env_id": env_id, **kw}))
 
 
-def _user_factory(spec: str, kw: dict) -> Policy:
+def resolve_factory(spec: str):
+    """The object a ``package.module:attr`` spec names, imported but not called. ValueError for a spec of another
+    form, ImportError for a module that cannot be imported, AttributeError (with ``.obj`` and ``.name`` set to
+    the object that lacks the attribute and the attribute) for a missing attribute."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".")) \
             or not all(p.isidentifier() for p in attr.split(".")):
@@ -81,8 +84,14 @@ def _user_factory(spec: str, kw: dict) -> Policy:
         raise ImportError(f"cannot import module {module_name!r} for policy spec {spec!r}: {e}") from e
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise AttributeError(f"module {module_name!r} has no attribute {attr!r} (policy spec {spec!r})")
+            raise AttributeError(f"module {module_name!r} has no attribute {attr!r} (policy spec {spec!r})",
+                                 name=part, obj=obj)
         obj = getattr(obj, part)
+    return obj
+
+
+def _user_factory(spec: str, kw: dict) -> Policy:
+    obj = resolve_factory(spec)
     if not callable(obj):
         raise TypeError(f"{spec!r} is not callable: expected a factory returning a Policy or a function")
     if hasattr(obj, "generate") and not inspect.isclass(obj):
