@@ -1,4 +1,4 @@
-"""Speed of the WebShop env: step latency by action type, reset, and catalogue/index/goal preparation.
+"""Speed of the WebShop env: step latency by action type, and every stage of a cold and a warm env start.
 
 Episode pattern per goal (as the upstream measurement in shared/docs/webshop.md §4): reset → search the
 instruction → Next > → < Prev → click the goal product if listed (else the first) → up to 2 option clicks →
@@ -6,18 +6,24 @@ Description → < Prev → Features → < Prev → Buy Now. Each step is timed a
 search, rendering, action list, messages, reward). Reference: the original env takes a median 20 ms per step
 (search ≈ 60-80 ms) on a 2-core machine.
 
+Starts, each in a fresh process: a cold start first deletes the whole cache folder (prepared catalogue, product
+blobs, search index, goal tables), so every stage really runs; warm starts (``--warm-repeats`` of them) then find
+everything cached. Stages: imports, catalogue (prepare from the raw file / reload), search index (build / reload,
+plus the shop around it), synthetic goal table (build / reload), the rest of ``WebShopEnv.__init__``, first reset.
+
 Two catalogues: the bundled 1k one, and a synthetic one of ``--large-n`` products made by
-:mod:`hero_gym.envs.webshop.synthetic` (written once under ``--workdir``). Preparation is timed in fresh
-subprocesses: cold (parse + prepare + pickle), cached reload (read the pickle), search index build, goal build.
+:mod:`hero_gym.envs.webshop.synthetic` (written once under ``--workdir``, Zipf words over a 300,000-word
+vocabulary).
 
 Run: ``HERO_GYM_DATA=/work/shared/data OMP_NUM_THREADS=1 python -m hero_gym.benchmarks.bench_webshop
-[--episodes 200] [--large-n 100000] [--workdir /tmp/webshop-bench] [--no-prep]``
+[--episodes 200] [--large-n 100000] [--workdir /tmp/webshop-bench] [--warm-repeats 3] [--no-starts]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,39 +86,82 @@ def measure_steps(env: WebShopEnv, episodes: int) -> dict[str, dict]:
     return out
 
 
-_PREP = r"""
-import json, sys, time
+_START = r"""
+import json, resource, sys, time
+
+
+def clock():
+    # wall, and CPU of this process plus its finished children (the two-core builds fork a worker)
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+out = {}
+start = last = clock()
+
+
+def stage(name):
+    global last
+    now = clock()
+    out[name] = [now[0] - last[0], now[1] - last[1]]
+    last = now
+
+
+from hero_gym.envs.webshop import env as env_mod, goals, reward, search  # noqa: E401,F401
 from hero_gym.envs.webshop.catalogue import load_catalogue
+stage("imports")
 args = json.loads(sys.argv[1])
-with_index = args.pop("with_index")
-t = time.perf_counter()
-cat = load_catalogue(args.pop("setting"), **args)
-out = {"load_s": time.perf_counter() - t, "products": len(cat)}
-if with_index:
-    from hero_gym.envs.webshop.search import SearchEngine
-    from hero_gym.envs.webshop.goals import build_goals
-    t = time.perf_counter()
-    SearchEngine(cat)
-    out["index_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    out["goals"] = len(build_goals(cat, "synthetic", 0))
-    out["goals_s"] = time.perf_counter() - t
+setting, paths = args["setting"], args["paths"]
+after_imports = last
+cat = load_catalogue(setting, **paths)
+stage("catalogue")
+env_mod.get_shop(setting, 0, **paths)  # the search index, and the shop around it
+stage("index")
+goal_list = env_mod.get_goals("synthetic", setting, 0, **paths)
+stage("goals")
+env = env_mod.WebShopEnv(setting=setting, **paths)  # the rest (the stages above are memoised in-process)
+stage("env_rest")
+out["env_total"] = [last[0] - after_imports[0], last[1] - after_imports[1]]
+env.reset(options={"task_index": 0})
+stage("first_reset")
+out["products"], out["n_goals"] = len(cat), len(goal_list)
 print(json.dumps(out))
 """
+STAGES = ("imports", "catalogue", "index", "goals", "env_rest", "env_total", "first_reset")
 
 
-def measure_preparation(setting: str, cache_dir: Path, **paths) -> dict:
-    """Cold (prepare from the raw file + write the cache) then cached reload, each in a fresh process."""
-    for old in cache_dir.glob("catalogue-*.pkl"):
-        old.unlink()
-    res = {}
-    for label in ("cold", "cached"):
-        args = {"setting": setting, "cache_dir": str(cache_dir), "with_index": label == "cold", **paths}
-        out = subprocess.run([sys.executable, "-c", _PREP, json.dumps(args)], capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr[-3000:])
-        res[label] = json.loads(out.stdout.strip().splitlines()[-1])
-    return res
+def _start(setting: str, paths: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", _START, json.dumps({"setting": setting, "paths": paths})],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_starts(setting: str, cache_dir: Path, warm_repeats: int = 3, **paths) -> dict:
+    """One cold start (after deleting ``cache_dir`` entirely) and ``warm_repeats`` warm ones, fresh processes."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    paths = {**paths, "cache_dir": str(cache_dir)}
+    cold = _start(setting, paths)
+    warm = [_start(setting, paths) for _ in range(warm_repeats)]
+    return {"cold": cold, "warm": warm}
+
+
+def _starts_lines(title: str, res: dict) -> list[str]:
+    cold, warm = res["cold"], res["warm"]
+    names = {"imports": "imports (Python modules)", "catalogue": "catalogue: prepare from raw / reload cache",
+             "index": "search index: build / reload (+ shop)", "goals": "synthetic goal table: build / reload",
+             "env_rest": "rest of WebShopEnv()", "env_total": "**env construction total** (after imports)",
+             "first_reset": "first reset"}
+    lines = [f"### {title}: cold and warm starts (fresh process each)", "",
+             f"{cold['products']:,} products, {cold['n_goals']:,} synthetic goals. Wall and CPU seconds (CPU: this "
+             f"process and its worker); warm: median of {len(warm)} (min-max).", "",
+             "| stage | cold wall | cold CPU | warm wall | warm CPU |", "|---|---|---|---|---|"]
+    for k in STAGES:
+        w, c = [x[k][0] for x in warm], [x[k][1] for x in warm]
+        lines.append(f"| {names[k]} | {cold[k][0]:.2f} | {cold[k][1]:.2f} | {statistics.median(w):.2f} "
+                     f"({min(w):.2f}-{max(w):.2f}) | {statistics.median(c):.2f} ({min(c):.2f}-{max(c):.2f}) |")
+    return lines + [""]
 
 
 def _table(title: str, steps: dict) -> list[str]:
@@ -121,52 +170,51 @@ def _table(title: str, steps: dict) -> list[str]:
     return lines + [""]
 
 
-def _prep_lines(title: str, prep: dict) -> list[str]:
-    c, w = prep["cold"], prep["cached"]
-    return [f"### {title}: preparation (fresh process each)", "",
-            f"- products: {c['products']}, synthetic goals: {c['goals']}",
-            f"- catalogue prepared from the raw file and cached (cold): {c['load_s']:.2f} s",
-            f"- catalogue reloaded from the prepared cache: {w['load_s']:.2f} s",
-            f"- search index build (not cached): {c['index_s']:.2f} s",
-            f"- synthetic goal build: {c['goals_s']:.2f} s", ""]
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--large-n", type=int, default=100_000, help="products in the synthetic catalogue (0: skip)")
     ap.add_argument("--workdir", default="/tmp/webshop-bench")
-    ap.add_argument("--no-prep", action="store_true", help="skip the (slow) preparation measurements")
+    ap.add_argument("--warm-repeats", type=int, default=3)
+    ap.add_argument("--text-scale", type=float, default=1.0,
+                    help="shorten the synthetic products' texts (e.g. 0.1: full-scale counts, quicker to build)")
+    ap.add_argument("--skip-1k", action="store_true", help="only the synthetic catalogue")
+    ap.add_argument("--no-steps", action="store_true", help="skip the step-latency tables")
+    ap.add_argument("--no-starts", action="store_true", help="skip the (slow) cold/warm start measurements")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     lines = [f"Command: `{' '.join(['python -m hero_gym.benchmarks.bench_webshop'] + (argv or sys.argv[1:]))}`", ""]
 
-    t = time.perf_counter()
-    env = WebShopEnv(max_turns=100)
-    lines += [f"1k env construction in this process (catalogue from cache, index, goals): "
-              f"{time.perf_counter() - t:.2f} s", ""]
-    lines += _table("1k catalogue, synthetic goals (test split)", measure_steps(env, args.episodes))
-    if not args.no_prep:
-        lines += _prep_lines("1k catalogue", measure_preparation("1k", work / "cache-1k"))
+    if not args.no_starts and not args.skip_1k:
+        lines += _starts_lines("1k catalogue", measure_starts("1k", work / "cache-1k", args.warm_repeats))
+    if not args.no_steps and not args.skip_1k:
+        env = WebShopEnv(max_turns=100, cache_dir=str(work / "cache-1k"))
+        lines += _table("1k catalogue, synthetic goals (test split)", measure_steps(env, args.episodes))
 
     if args.large_n:
-        items, attrs = work / f"items_{args.large_n}.json", work / f"attrs_{args.large_n}.json"
-        if not items.exists() or not attrs.exists():
-            from hero_gym.envs.webshop.synthetic import write_synthetic_attributes, write_synthetic_catalogue
+        from hero_gym.envs.webshop.synthetic import (
+            GENERATOR_VERSION, write_synthetic_attributes, write_synthetic_catalogue,
+        )
 
+        tag = f"{args.large_n}_g{GENERATOR_VERSION}" + (f"_t{args.text_scale:g}" if args.text_scale != 1 else "")
+        items, attrs = work / f"items_{tag}.json", work / f"attrs_{tag}.json"
+        if not items.exists() or not attrs.exists():
             t = time.perf_counter()
-            write_synthetic_catalogue(items, args.large_n)
+            write_synthetic_catalogue(items, args.large_n, text_scale=args.text_scale)
             write_synthetic_attributes(attrs, args.large_n)
             lines += [f"Synthetic catalogue of {args.large_n} products written in {time.perf_counter() - t:.1f} s "
                       f"({items.stat().st_size / 1e6:.0f} MB).", ""]
         paths = {"items_path": str(items), "attrs_path": str(attrs)}
-        if not args.no_prep:
-            prep = measure_preparation("full", work / "cache-large", **paths)
-            lines += _prep_lines(f"synthetic {args.large_n}-product catalogue", prep)
-        big = WebShopEnv(setting="full", max_turns=100, cache_dir=str(work / "cache-large"), **paths)
-        lines += _table(f"synthetic {args.large_n}-product catalogue, synthetic goals (test split)",
-                        measure_steps(big, args.episodes))
+        if not args.no_starts:
+            starts = measure_starts("full", work / "cache-large", args.warm_repeats, **paths)
+            scale = f", texts scaled by {args.text_scale:g}" if args.text_scale != 1 else ""
+            lines += _starts_lines(f"synthetic {args.large_n:,}-product catalogue "
+                                   f"({items.stat().st_size / 1e9:.2f} GB raw{scale})", starts)
+        if not args.no_steps:
+            big = WebShopEnv(setting="full", max_turns=100, cache_dir=str(work / "cache-large"), **paths)
+            lines += _table(f"synthetic {args.large_n}-product catalogue, synthetic goals (test split)",
+                            measure_steps(big, args.episodes))
     print("\n".join(lines))
 
 

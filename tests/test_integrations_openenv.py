@@ -3,8 +3,6 @@
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,37 +20,38 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server():
-    """Start `python -m hero_gym.integrations.openenv ENV` on a free port; yield (url, process); always stop it."""
-    procs = []
+def thread_server():
+    """The server in a thread of this process (no second import of the server libraries); stopped at the end."""
+    import threading
 
-    def start(env_id, *args):
+    import uvicorn
+
+    from hero_gym.integrations.openenv import make_app
+
+    servers = []
+
+    def start(env_id):
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "hero_gym.integrations.openenv", env_id, "--port", str(port),
-                                 *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(proc)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read().decode()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return f"http://127.0.0.1:{port}", proc
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start in 120 s")
+        srv = uvicorn.Server(uvicorn.Config(make_app(env_id), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        servers.append((srv, thread))
+        deadline = time.monotonic() + 60
+        while not srv.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
 
     yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
+    for srv, thread in servers:
+        srv.should_exit = True
+        thread.join(timeout=30)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id,tasks", [("hero_gym/Tau2Retail-v0", [0, 1]), ("hero_gym/WebShop-v0", [0, 1])])
-def test_oracle_through_the_client_matches_in_process(server, env_id, tasks):
-    url, _ = server(env_id)
+def test_oracle_through_the_client_matches_in_process(thread_server, env_id, tasks):
+    url = thread_server(env_id)
     env = OpenEnvClientEnv(url)
     try:
         for task in tasks:
@@ -74,18 +73,40 @@ def test_oracle_through_the_client_matches_in_process(server, env_id, tasks):
 
 
 @pytest.mark.slow
-def test_killed_server_mid_episode_is_a_clear_error_not_a_hang(server):
-    url, proc = server("hero_gym/Tau2Retail-v0")
-    env = OpenEnvClientEnv(url, message_timeout_s=20)
-    env.reset(seed=0, options={"task_index": 0})
-    env.step("Hello, how can I help?")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    start = time.monotonic()
-    with pytest.raises(EnvServerError, match=f"OpenEnv server at {url}"):
-        env.step("Are you still there?")
-    assert time.monotonic() - start < 10  # the closed socket is noticed at once, not after the message timeout
-    env.close()
+def test_killed_server_mid_episode_is_a_clear_error_not_a_hang():
+    import multiprocessing
+
+    from hero_gym.integrations.openenv import serve
+
+    port = _free_port()
+    # A forked child already has the server libraries imported; SIGKILL leaves it no chance to close cleanly.
+    proc = multiprocessing.get_context("fork").Process(target=serve, args=("hero_gym/Tau2Retail-v0",),
+                                                       kwargs={"port": port}, daemon=True)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.is_alive() and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        env = OpenEnvClientEnv(url, message_timeout_s=20)
+        env.reset(seed=0, options={"task_index": 0})
+        env.step("Hello, how can I help?")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=30)
+        start = time.monotonic()
+        with pytest.raises(EnvServerError, match=f"OpenEnv server at {url}"):
+            env.step("Are you still there?")
+        assert time.monotonic() - start < 10  # the closed socket is noticed at once, not after the message timeout
+        env.close()
+    finally:
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join(timeout=30)
 
 
 def test_unknown_env_id_is_refused_before_serving():

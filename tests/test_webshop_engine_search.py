@@ -8,7 +8,9 @@ import pytest
 
 from hero_gym.envs.webshop.catalogue import Catalogue, load_catalogue
 from hero_gym.envs.webshop.goals import build_goals
-from hero_gym.envs.webshop.search import SearchEngine, analyze, document_text, lucene_norm_length, search_engine_for
+from hero_gym.envs.webshop.search import (
+    INDEX_FORMAT, SearchEngine, analyze, document_text, lucene_norm_length, search_engine_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,7 @@ def test_index_chunking_and_disk_cache_do_not_change_scores(cat, engine):
     for name in ("data", "indices", "indptr"):
         assert np.array_equal(small_chunks[name], one_chunk[name])
         assert np.array_equal(small_chunks[name], two_procs[name])
-    folder = cat.cache_path("search", 1)
+    folder = cat.cache_path("search", INDEX_FORMAT)
     assert folder is not None and (folder / "data.npy").is_file()
     reloaded = SearchEngine(cat)  # served from the memory-mapped files
     assert isinstance(reloaded._bm25.scores["data"], np.memmap)

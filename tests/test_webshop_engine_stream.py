@@ -68,7 +68,7 @@ def test_streaming_does_not_hold_the_file(files):
 @pytest.mark.parametrize("packed", [False, True])
 def test_cache_roundtrip_and_invalidation(files, tmp_path, monkeypatch, packed):
     first = _load(files, tmp_path, packed=packed)
-    cached = list(tmp_path.glob("catalogue-*.pkl"))
+    cached = list(tmp_path.glob("catalogue-*.npz"))
     assert len(cached) == 1
     assert len(list(tmp_path.glob("catalogue-*.blobs"))) == int(packed)
     assert not list(tmp_path.glob("*.tmp"))
@@ -89,8 +89,8 @@ def test_cache_roundtrip_and_invalidation(files, tmp_path, monkeypatch, packed):
     os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     cat_mod._loaded.clear()
     rebuilt = _load(files, tmp_path, packed=packed)
-    assert len(list(tmp_path.glob("catalogue-*.pkl"))) == 2 and len(rebuilt.products) == N
-    newest = max(tmp_path.glob("catalogue-*.pkl"), key=os.path.getmtime)
+    assert len(list(tmp_path.glob("catalogue-*.npz"))) == 2 and len(rebuilt.products) == N
+    newest = max(tmp_path.glob("catalogue-*.npz"), key=os.path.getmtime)
     if packed:  # a truncated blob file no longer matches its offsets
         blobs = newest.with_suffix(".blobs")
         blobs.write_bytes(blobs.read_bytes()[:-10])
@@ -230,3 +230,43 @@ def test_index_of_a_packed_catalogue_in_two_processes(files, tmp_path):
     ranked = [float(scores[pos[a]]) for a in hits]
     assert len(hits) == 50 and ranked == sorted(ranked, reverse=True)
     assert scores[3] > 0 and ranked[-1] >= np.sort(scores)[-50]
+
+
+def test_goal_table_is_cached_beside_the_catalogue(files, tmp_path, monkeypatch):
+    from hero_gym.envs.webshop import goal_table as gt
+    from hero_gym.envs.webshop.goals import goal_table
+
+    monkeypatch.setattr(cat_mod, "_loaded", {})  # this tmp_path's catalogue, not one memoised by another test
+    cat = _load(files, tmp_path, packed=True)
+    goals = build_goals(cat, "synthetic")
+    assert len(goals) > N // 4 and len(list(tmp_path.glob("goals-*-synthetic-seed0.npz"))) == 1
+
+    def no_build(*a, **k):
+        raise AssertionError("goal table rebuilt although a valid cache exists")
+
+    monkeypatch.setattr(gt, "build_table", no_build)
+    table = goal_table(cat, "synthetic")
+    assert len(table) == len(goals) and list(table) == goals
+    assert table[-1] == goals[-1] and table[3:6] == goals[3:6]
+    assert table[0] is not table[0]  # a fresh dict each time: callers cannot corrupt the table
+    with pytest.raises(IndexError):
+        table[len(goals)]
+    # Another seed's bounds are another table (and a build).
+    with pytest.raises(AssertionError, match="rebuilt"):
+        goal_table(cat, "synthetic", seed=1)
+
+
+def test_synthetic_vocabulary_makes_queries_selective(files, tmp_path):
+    # A tiny uniform vocabulary put every word in every document, so every query matched every product and a
+    # search benchmark measured nothing. Real 1k catalogue: commonest term in 44% of documents, a median goal
+    # query matches 72% of products, some far fewer.
+    import numpy as np
+
+    from hero_gym.envs.webshop.search import SearchEngine
+
+    cat = _load(files, tmp_path, use_cache=False, packed=True)
+    engine = SearchEngine(cat, use_cache=False)
+    df = np.diff(np.asarray(engine._bm25.scores["indptr"])) / len(cat)
+    assert len(engine.vocab) > 50 * N and 0.2 < df.max() < 0.7
+    matched = np.array([(engine.scores(g["instruction_text"]) > 0).mean() for g in build_goals(cat)[:200]])
+    assert matched.min() < 0.1 and 0.3 < np.median(matched) < 0.9

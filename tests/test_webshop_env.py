@@ -6,8 +6,10 @@ import hero_gym  # noqa: F401  (registers the ids)
 from hero_gym.envs.webshop.env import WebShopEnv, parse_action
 from hero_gym.registry import ENV_SPECS, make
 
+# The bound is upstream's under random.seed(0) (prices, then bounds, one stream; test_webshop_draws.py checks it);
+# before 2026-11 the bounds came from a fresh generator and this goal read "lower than 50.00 dollars".
 INSTR0 = ('Find me double sided, machine washable decorative pillows with printing technology with size: 28" x 28", '
-          "and price lower than 50.00 dollars")
+          "and price lower than 30.00 dollars")
 TITLE0 = ('Ambesonne Abstract Throw Pillow Cushion Cover, Geometric Composition with Different Colored Squares Striped '
           'Dotted Rhombus, Decorative Square Accent Pillow Case, 16" X 16", Grey Purple')
 SIZES0 = ['16" x 16"', "18 x 18-inch", '20" x 20"', '24" x 24"', '26" x 16"', '26" x 26"', '28" x 28"',

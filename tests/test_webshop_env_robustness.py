@@ -199,3 +199,47 @@ def test_parser_is_linear_on_pathological_input(text):
     parse_action(text)
     _, _, _, _, info = env.step(text)
     assert time.perf_counter() - t < 0.5 and isinstance(info["invalid"], bool)
+
+
+class _CountingStr(str):
+    """A str that counts the characters its ``rfind`` calls scan (from the window's end back to the hit, or the
+    whole window when there is none)."""
+
+    scanned = 0
+
+    def rfind(self, sub, start=None, end=None):
+        lo, hi = slice(start, end).indices(len(self))[:2]
+        found = str.rfind(self, sub, start, end)
+        type(self).scanned += max(0, hi - (found if found >= 0 else lo))
+        return found
+
+
+@pytest.mark.parametrize("unit", ["]", "a]", "]\n", "click[]", "search[x]]", "x\n]]"])
+def test_embedded_parser_scans_each_character_a_bounded_number_of_times(unit):
+    # Work, not time: a parser that searches back to the start of the text once per "]" scans ~n^2/2 characters
+    # here (the 1 MB action of "]" that took 6-14 s); a linear one scans each character a few times.
+    from hero_gym.envs.webshop.env import parse_action
+
+    text = _CountingStr(unit * (200_000 // len(unit)))
+    _CountingStr.scanned = 0
+    parse_action(text)
+    assert _CountingStr.scanned <= 3 * len(text), f"{_CountingStr.scanned} characters scanned for {len(text)}"
+
+
+def test_over_long_actions_are_invalid_with_a_clear_message():
+    env = WebShopEnv(max_action_chars=100)
+    obs, _ = env.reset(options={"task_index": 0})
+    action = "search[" + "pillow " * 20 + "]"  # a valid action, but 148 characters
+    after, reward, term, trunc, info = env.step(action)
+    assert (after, reward, term, trunc) == (obs, 0.0, False, False)  # nothing happened
+    assert info["invalid"] and info["invalid_reason"].startswith("action is 148 characters long; the limit is 100")
+    assert info["messages"][-2] == {"role": "assistant", "content": action[:100]}
+    assert env.step("search[pillow]")[4]["page"] == "results"  # the episode goes on
+    # The default limit (20,000) stops a 1 MB action before any parsing.
+    default = _shared_env()
+    obs, _ = default.reset(options={"task_index": 0})
+    after, _, _, _, info = default.step("]" * 1_000_000)
+    assert after == obs and "the limit is 20000" in info["invalid_reason"]
+    for bad in (0, -1, 2.5, True, "100"):
+        with pytest.raises(ValueError, match="max_action_chars must be a positive integer"):
+            WebShopEnv(max_action_chars=bad)

@@ -4,9 +4,9 @@ layout, a chunked (and, for big catalogues, two-process) build, and the on-disk 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
-import pickle
 import shutil
 import tempfile
 import traceback
@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import _term, _words_bag, document_text
+from .cache_files import read_npz, write_npz
 
 K1, B = 0.9, 0.4
-INDEX_FORMAT = 1  # bump when analysis or scoring changes, so cached indexes are rebuilt
+INDEX_FORMAT = 2  # bump when analysis, scoring or the files change, so cached indexes are rebuilt (2: JSON + npy)
 # Catalogues at least this big are analysed by two processes (analysis is ~0.3 ms a document).
 PARALLEL_MIN_DOCS = 100_000
 
@@ -122,8 +123,10 @@ def _analyse(products, start: int, stop: int, chunk: int):
 def _child(conn, products, start, stop, chunk, out: Path) -> None:
     try:
         vocab, postings, lengths = _analyse(products, start, stop, chunk)
-        with open(out, "wb") as f:
-            pickle.dump((list(vocab), postings, lengths), f, protocol=pickle.HIGHEST_PROTOCOL)
+        t, d, tf = (np.concatenate(x) for x in zip(*postings)) if postings else (np.zeros(0, np.int32),) * 3
+        ln = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        if not write_npz(out, {"terms": list(vocab)}, {"terms": t, "docs": d, "tf": tf, "lengths": ln}):
+            raise OSError(f"cannot write {out}")
         conn.send("ok")
     except BaseException as e:  # report, never hang the parent
         conn.send(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
@@ -135,7 +138,7 @@ def _analyse_in_two(products, n: int, chunk: int):
     """:func:`_analyse` of all products, the second half in a forked child; None if the child fails."""
     mid = n // 2
     with tempfile.TemporaryDirectory(prefix="webshop-index-") as tmp:
-        out = Path(tmp) / "half.pkl"
+        out = Path(tmp) / "half.npz"
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
         child = ctx.Process(target=_child, args=(send, products, mid, n, chunk, out), daemon=True)
@@ -146,12 +149,14 @@ def _analyse_in_two(products, n: int, chunk: int):
         child.join()
         if status != "ok":
             return None
-        with open(out, "rb") as f:
-            terms, more, more_lengths = pickle.load(f)
+        got = read_npz(out)
+    if got is None:
+        return None
+    meta, more = got
     # Appending the child's terms in its first-occurrence order gives exactly the sequential vocabulary.
-    remap = np.array([vocab.setdefault(t, len(vocab)) for t in terms] or [0], dtype=np.int32)
-    postings += [(remap[t], d, tf) for t, d, tf in more]
-    return vocab, postings, lengths + more_lengths
+    remap = np.array([vocab.setdefault(t, len(vocab)) for t in meta["terms"]] or [0], dtype=np.int32)
+    postings.append((remap[more["terms"]], more["docs"], more["tf"]))
+    return vocab, postings, lengths + [more["lengths"]]
 
 
 def build_index(products, chunk: int = 20_000, workers: int | None = None) -> tuple[dict[str, int], dict]:
@@ -174,15 +179,32 @@ def build_index(products, chunk: int = 20_000, workers: int | None = None) -> tu
 _ARRAYS = ("data", "indices", "indptr")
 
 
-def _save_index(folder: Path, vocab: dict[str, int], matrix: dict) -> None:
+def asin_rank(asins: list[str]) -> np.ndarray:
+    """Position of each ASIN in sorted order (Anserini breaks score ties by document id); sorting 1.18M strings
+    takes a second, so it is cached with the index."""
+    order = np.argsort(np.array(asins), kind="stable")
+    rank = np.empty(len(asins), dtype=np.int64)
+    rank[order] = np.arange(len(asins))
+    return rank
+
+
+def _save_index(folder: Path, vocab: dict[str, int], matrix: dict, rank: np.ndarray) -> None:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
     try:
         for name in _ARRAYS:
-            np.save(tmp / f"{name}.npy", matrix[name])
-        with open(tmp / "meta.pkl", "wb") as f:
-            pickle.dump({"format": INDEX_FORMAT, "vocab": vocab, "num_docs": matrix["num_docs"]}, f,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, folder)  # atomic publish; a concurrent builder's copy wins or loses as a whole
+            np.save(tmp / f"{name}.npy", matrix[name], allow_pickle=False)
+        np.save(tmp / "asin_rank.npy", rank, allow_pickle=False)
+        # The vocabulary as a JSON list in id order: nothing in the folder is unpickled on load.
+        meta = {"format": INDEX_FORMAT, "terms": list(vocab), "num_docs": matrix["num_docs"]}
+        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=True), encoding="ascii")
+        try:
+            os.replace(tmp, folder)  # atomic publish; a concurrent builder's copy wins or loses as a whole
+        except OSError:
+            # A folder is already there (it failed to load, or a concurrent build published first): replace it,
+            # so a torn or foreign index is not rebuilt on every start.
+            if _load_index(folder, matrix["num_docs"]) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
     except OSError:
         pass  # an unwritable cache only costs rebuild time
     finally:
@@ -191,14 +213,24 @@ def _save_index(folder: Path, vocab: dict[str, int], matrix: dict) -> None:
 
 def _load_index(folder: Path, n_docs: int):
     try:
-        with open(folder / "meta.pkl", "rb") as f:
-            meta = pickle.load(f)
+        meta = json.loads((folder / "meta.json").read_text(encoding="ascii"))
         if meta.get("format") != INDEX_FORMAT or meta["num_docs"] != n_docs:
             return None
-        matrix = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        # allow_pickle=False: an object array planted in the folder is refused, never unpickled.
+        matrix = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
+        terms = meta["terms"]
+        vocab = dict(zip(terms, range(len(terms))))
+        if len(vocab) != len(terms):
+            return None
+        indptr = matrix["indptr"]
+        if len(indptr) != len(vocab) + 1 or not int(indptr[-1]) == len(matrix["data"]) == len(matrix["indices"]):
+            return None
+        rank = np.load(folder / "asin_rank.npy", allow_pickle=False)
+        if rank.shape != (n_docs,) or rank.dtype != np.int64:
+            return None
     except Exception:  # missing, torn or foreign: rebuild
         return None
     matrix["num_docs"] = n_docs
-    return meta["vocab"], matrix
+    return vocab, matrix, rank
 
 

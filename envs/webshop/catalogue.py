@@ -6,31 +6,34 @@ price of a product listed with a range ("$a - $b") is drawn uniformly from ``ran
 order, where upstream draws it from the unseeded global RNG (so upstream prices differ from run to run).
 
 The raw file is read with ijson (a C JSON event parser), one product at a time, so the 5.5 GB full scrape never sits
-in memory as text. Big files (the full scrape) are built "packed": each prepared product is pickled into one blob
-file, two halves of the input on two cores (bulk.py), and served from a memory map (store.py). The prepared
+in memory as text. Big files (the full scrape) are built "packed": each prepared product is JSON-encoded into one
+blob file, two halves of the input on two cores (bulk.py), and served from a memory map (store.py). The prepared
 catalogue (products or blob offsets, prices, title nouns) is cached under a key made of the inputs' paths, sizes
-and mtimes plus every parameter that changes the result. Measured on a 1.18M-product, 4.7 GB synthetic file:
-cold build 99 s wall on 2 cores shared with other jobs (load ~6.5; 30 s + 21 s CPU in the two processes), cached
-reload 2.0-2.4 s, peak RSS 1.5 GB.
+and mtimes plus every parameter that changes the result, as JSON and numeric arrays (cache_files.py): no cache file
+is ever unpickled, so a planted file cannot run code. Measured on a 1.18M-product, 4.7 GB synthetic file: see
+results/bench_webshop.md.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import mmap
 import os
-import pickle
-import tempfile
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from hero_gym import data as hg_data
 
 from . import bulk
+from .cache_files import read_npz, write_npz
 from .products import (  # noqa: F401  (re-exported: the catalogue's public cleaning helpers)
     DEFAULT_PRICE, GOAL_FIELDS, CatalogueError, carries, draw_prices, iter_prepared, iter_products, load_mapping,
     no_gc, parse_options, parse_pricing, prepare_product, prepare_products,
@@ -39,13 +42,14 @@ from .store import PackedIndex, PackedProducts, map_file
 from .text import known_nouns, remember_nouns, title_nouns, title_nouns_many
 
 # Bump when the prepared form changes, so stale caches are never read.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4  # 4: JSON blobs and an .npz cache instead of pickles; ranged-price bounds kept
 CACHE_ENV_VAR = "HERO_GYM_CACHE"
 # Up to this many products, every title's nouns are tagged at build time and cached with the catalogue (1k: ~2 s).
 # Above it (the 1.18M full scrape would take ~20 min), titles are tagged on first purchase (a few ms) and memoised.
 NOUN_PRECOMPUTE_ALL_MAX = 50_000
-# Product files at least this big are kept packed (one pickled blob per product, see store.py), not as dicts.
-PACKED_MIN_BYTES = 256 << 20
+# Product files at least this big are kept packed (one JSON blob per product, see store.py), not as dicts: the
+# cache of an unpacked catalogue is one JSON document, and reloading 100 MB of it takes seconds.
+PACKED_MIN_BYTES = 32 << 20
 
 
 _SETTINGS = {
@@ -72,6 +76,9 @@ class Catalogue:
     sources: dict[str, str] = field(default_factory=dict)
     # kind -> positions of the products that carry goals of that kind (saves decoding a packed catalogue)
     goal_positions: dict[str, list[int]] | None = None
+    # ASIN -> (low, high) of every product listed with a price range, in catalogue order: the products whose
+    # price is a random draw (one draw each, in this order, upstream's ``generate_product_prices``)
+    ranges: dict[str, tuple[float, float]] | None = None
     by_asin: Mapping[str, dict] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +89,30 @@ class Catalogue:
         if self.goal_positions is None:
             self.goal_positions = {k: [i for i, p in enumerate(self.products) if carries(p, k)]
                                    for k in GOAL_FIELDS}
+        if self.ranges is None:
+            self.ranges = {p["asin"]: tuple(p["pricing"][:2]) for p in self.products
+                           if len(p.get("pricing") or ()) > 1}
+
+    @property
+    def price_draws(self) -> int:
+        """How many random draws the prices took from the seeded stream (one per ranged product); goal price
+        bounds continue the same stream after them, as upstream's single unseeded stream does."""
+        return len(self.ranges)
+
+    def price_stream(self, seed: int | None = None) -> random.Random:
+        """The generator upstream would hold after ``random.seed(seed)`` and this catalogue's price draws (default:
+        the catalogue's own seed): the one goal price bounds are drawn from."""
+        rng = random.Random(self.seed if seed is None else seed)
+        for _ in range(self.price_draws):
+            rng.random()  # random.uniform(a, b) is a + (b - a) * random(): exactly one draw
+        return rng
+
+    def with_prices(self, prices: Mapping[str, float]) -> "Catalogue":
+        """A view of this catalogue that sells at ``prices`` instead (same products, search index and cache
+        folder); e.g. prices recorded from an upstream run."""
+        view = copy.copy(self)
+        view.prices = dict(prices)
+        return view
 
     @property
     def packed(self) -> bool:
@@ -194,10 +225,10 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
     ``setting`` "1k" reads the bundled 1,000-product files through :mod:`hero_gym.data`; "full" the 1.18M-product
     scrape (``items_path``/``attrs_path``/``human_ins_path`` override either). ``seed`` fixes the prices of ranged
     products; ``num_products`` keeps only the first N raw records, as upstream's ``num_products``. The result is
-    memoised in-process and pickled under ``cache_dir`` (default ``$HERO_GYM_CACHE/webshop`` or
+    memoised in-process and cached under ``cache_dir`` (default ``$HERO_GYM_CACHE/webshop`` or
     ``~/.cache/hero_gym/webshop``); ``use_cache=False`` rebuilds from the inputs and stores nothing. ``packed``
-    keeps products as pickled blobs decoded on access (default: for product files of 256 MiB or more, i.e. the
-    full scrape). Callers must treat the catalogue as read-only: envs share it.
+    keeps products as JSON blobs decoded on access (default: for product files of 32 MiB or more, e.g. the
+    full scrape; not the 1k one). Callers must treat the catalogue as read-only: envs share it.
     """
     if setting not in _SETTINGS:
         raise ValueError(f"unknown WebShop setting {setting!r}; expected one of {sorted(_SETTINGS)}")
@@ -211,7 +242,7 @@ def load_catalogue(setting: str = "1k", *, seed: int = 0, items_path=None, attrs
     key = _cache_key(setting, seed, num_products, bool(packed), (items, attrs, human))
     if use_cache and key in _loaded:
         return _loaded[key]
-    cache_file = Path(cache_dir or default_cache_dir()) / f"catalogue-{key}.pkl"
+    cache_file = Path(cache_dir or default_cache_dir()) / f"catalogue-{key}.npz"
     cat = _read_cache(cache_file) if use_cache else None
     if cat is None:
         blob_path = cache_file.with_suffix(".blobs") if use_cache else None
@@ -245,8 +276,10 @@ def _build(setting, seed, num_products, items, attrs, human, packed=False, blob_
         del attr_map
         if not products:
             raise CatalogueError(f"{items}: no usable products")
+        pairs = list(pairs)
+        ranges = {asin: tuple(pricing[:2]) for asin, pricing in pairs if len(pricing) > 1}
         cat = Catalogue(products=products, prices=draw_prices(pairs, seed), setting=setting, seed=seed,
-                        sources=sources, goal_positions=goal_positions)
+                        sources=sources, goal_positions=goal_positions, ranges=ranges)
     names = sorted({p["name"] for p in products}) if len(products) <= NOUN_PRECOMPUTE_ALL_MAX else []
     nouns = {n: known_nouns(n) for n in names}
     todo = [n for n, v in nouns.items() if v is None]  # another seed's build may have tagged them already
@@ -256,44 +289,59 @@ def _build(setting, seed, num_products, items, attrs, human, packed=False, blob_
 
 
 def _read_cache(path: Path) -> Catalogue | None:
-    if not path.is_file():
+    got = read_npz(path)
+    if got is None:
         return None
+    meta, arrays = got
     try:
-        with open(path, "rb") as f, no_gc():
-            state = pickle.load(f)
-        if state.get("format") != CACHE_FORMAT:
+        if meta.get("format") != CACHE_FORMAT:
             return None
-        products = state["products"]
-        if products is None:  # packed: the products live in the memory-mapped blob file beside it
-            products = PackedProducts(map_file(path.with_suffix(".blobs")), state["starts"], state["ends"],
-                                      state["asins"])
+        asins = arrays["asins"].tolist() if "asins" in arrays else meta["asins"]
+        prices = arrays["prices"].tolist()
+        if len(prices) != len(asins):
+            return None
+        if meta["packed"]:  # the products live in the memory-mapped blob file beside it
+            blobs = path.with_suffix(".blobs")
+            if blobs.stat().st_size != meta["blob_bytes"]:
+                return None
+            products = PackedProducts(map_file(blobs), arrays["starts"], arrays["ends"], asins)
+        else:
+            products = meta["products"]
+            if [p["asin"] for p in products] != asins:
+                return None
+        ranged = arrays["ranged"].tolist()
+        ranges = {asins[i]: (lo, hi) for i, lo, hi in zip(ranged, *arrays["ranged_bounds"].T.tolist())}
+        with no_gc():
+            cat = Catalogue(products=products, prices=dict(zip(asins, prices)), setting=meta["setting"],
+                            seed=meta["seed"], sources=meta["sources"],
+                            goal_positions={k: arrays[f"goals_{k}"].tolist() for k in GOAL_FIELDS}, ranges=ranges)
+        cat._nouns = {name: tuple(nouns) for name, nouns in meta["nouns"]}
     except Exception:  # a torn, foreign or mismatched file is rebuilt, never trusted
         return None
-    with no_gc():
-        cat = Catalogue(products=products, prices=state["prices"], setting=state["setting"],
-                        seed=state["seed"], sources=state["sources"], goal_positions=state["goal_positions"])
-    cat._nouns = state["nouns"]
     return cat
 
 
 def _write_cache(path: Path, cat: Catalogue) -> None:
-    state = {"format": CACHE_FORMAT, "prices": cat.prices, "setting": cat.setting, "seed": cat.seed,
-             "sources": cat.sources, "goal_positions": cat.goal_positions, "nouns": getattr(cat, "_nouns", {})}
+    asins = cat.asins
+    position = {a: i for i, a in enumerate(asins)}
+    meta = {"format": CACHE_FORMAT, "setting": cat.setting, "seed": cat.seed, "sources": cat.sources,
+            "packed": cat.packed, "nouns": [[name, list(nouns)] for name, nouns in getattr(cat, "_nouns", {}).items()]}
+    arrays = {"prices": np.array([cat.prices[a] for a in asins], dtype=np.float64),
+              "ranged": np.array([position[a] for a in cat.ranges], dtype=np.int64),
+              "ranged_bounds": np.array(list(cat.ranges.values()), dtype=np.float64).reshape(-1, 2)}
+    arrays.update({f"goals_{k}": np.array(v, dtype=np.int64) for k, v in cat.goal_positions.items()})
+    # ASINs as a fixed-width unicode array (1.18M of them load ten times faster than from JSON), unless one does
+    # not survive that (numpy drops trailing NULs).
+    packed_asins = np.array(asins, dtype=str)
+    if packed_asins.tolist() == asins and packed_asins.dtype.itemsize <= 64 * 4:
+        arrays["asins"] = packed_asins
+    else:
+        meta["asins"] = asins
     if cat.packed:
         if not isinstance(cat.products.buffer, mmap.mmap):
             return  # the blobs could not be written beside the cache; nothing to point at
-        state.update(products=None, starts=cat.products.starts, ends=cat.products.ends, asins=cat.products.asins)
+        meta["blob_bytes"] = len(cat.products.buffer)
+        arrays.update(starts=np.asarray(cat.products.starts), ends=np.asarray(cat.products.ends))
     else:
-        state["products"] = cat.products
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)  # atomic: concurrent loaders see the old file or the whole new one
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError:
-        pass  # a read-only or full cache dir only costs speed
+        meta["products"] = cat.products
+    write_npz(path, meta, arrays)

@@ -5,35 +5,42 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections.abc import Sequence
 from typing import Any
 
-from hero_gym.env import TerminationReason, TextEnv
+from hero_gym.env import EnvArgumentError, TerminationReason, TextEnv
 
 from .pages import Session, Shop
 
 OBSERVATION_MODES = ("text", "text_rich")
 GOAL_KINDS = ("synthetic", "human")
 SEARCH_PLACEHOLDER = "search[<query>]"
+# Longer actions are invalid (upstream has no limit); the same default as the tau envs.
+DEFAULT_MAX_ACTION_CHARS = 20_000
 
 # An action verb inside a longer message: lower case, not glued to a preceding letter.
 _VERB = re.compile(r"(?<![A-Za-z])(search|click)\[")
 
 _cache_lock = threading.Lock()
 _shops: dict[tuple, Shop] = {}
-_goals: dict[tuple, list[dict]] = {}
+_goals: dict[tuple, Sequence[dict]] = {}
 
 
 def _paths_key(paths: dict) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in paths.items() if v is not None))
 
 
-def get_shop(setting: str = "1k", seed: int = 0, show_attrs: bool = False, **paths) -> Shop:
+def get_shop(setting: str = "1k", seed: int = 0, show_attrs: bool = False, draws=None, **paths) -> Shop:
     """The shop (catalogue + search engine + reward) for a setting, built once per process and shared.
 
     ``paths`` (items_path, attrs_path, human_ins_path, cache_dir) go to :func:`catalogue.load_catalogue`, e.g.
-    for the full catalogue or a synthetic one.
+    for the full catalogue or a synthetic one. ``draws`` (see :class:`draws.RecordedDraws`) replaces the seeded
+    prices of ranged products by recorded ones.
     """
-    key = (setting, seed, bool(show_attrs), _paths_key(paths))
+    from .draws import RecordedDraws
+
+    draws = RecordedDraws.coerce(draws)
+    key = (setting, seed, bool(show_attrs), _paths_key(paths), draws and draws.fingerprint)
     with _cache_lock:
         shop = _shops.get(key)
         if shop is None:
@@ -42,39 +49,49 @@ def get_shop(setting: str = "1k", seed: int = 0, show_attrs: bool = False, **pat
             from .search import search_engine_for
 
             catalogue = load_catalogue(setting=setting, seed=seed, **{k: v for k, v in paths.items() if v})
-            shop = Shop(catalogue, search_engine_for(catalogue), get_reward, show_attrs=show_attrs)
+            engine = search_engine_for(catalogue)  # prices do not change the index: one engine per catalogue
+            if draws is not None:
+                catalogue = draws.apply(catalogue)
+            shop = Shop(catalogue, engine, get_reward, show_attrs=show_attrs)
             _shops[key] = shop
         return shop
 
 
-def get_goals(kind: str = "synthetic", setting: str = "1k", seed: int = 0, **paths) -> list[dict]:
-    """All goals of a kind in upstream order (after the seed-233 shuffle), built once per process."""
+def get_goals(kind: str = "synthetic", setting: str = "1k", seed: int = 0, draws=None, **paths) -> Sequence[dict]:
+    """All goals of a kind in upstream order (after the seed-233 shuffle), loaded once per process: a read-only
+    sequence (:class:`goal_table.GoalTable`) that makes each goal dict on access."""
+    from .draws import RecordedDraws
+
     if kind not in GOAL_KINDS:
         raise ValueError(f"goals must be one of {GOAL_KINDS}, got {kind!r}")
-    key = (kind, setting, seed, _paths_key(paths))
+    draws = RecordedDraws.coerce(draws)
+    key = (kind, setting, seed, _paths_key(paths), draws and draws.fingerprint)
     goals = _goals.get(key)
     if goals is None:
-        from .goals import build_goals
+        from .goals import goal_table
 
-        catalogue = get_shop(setting, seed, **paths).catalogue
+        catalogue = get_shop(setting, seed, **paths).catalogue  # the seeded catalogue: draws applies its prices
         with _cache_lock:
-            goals = _goals.setdefault(key, build_goals(catalogue, kind, seed))
+            goals = _goals.get(key)
+            if goals is None:
+                goals = _goals[key] = goal_table(catalogue, kind, seed, draws)
     return goals
 
 
-def task_goal_indices(kind: str, split: str, setting: str = "1k", seed: int = 0, **paths) -> list[int]:
+def task_goal_indices(kind: str, split: str, setting: str = "1k", seed: int = 0, draws=None, **paths) -> list[int]:
     """Indices into :func:`get_goals` that make up a split."""
     from .goals import split_indices
 
-    return list(split_indices(kind, split, len(get_goals(kind, setting, seed, **paths))))
+    return list(split_indices(kind, split, len(get_goals(kind, setting, seed, draws, **paths))))
 
 
-def get_task_goal(kind: str, split: str, task_index: int, setting: str = "1k", seed: int = 0, **paths) -> dict:
+def get_task_goal(kind: str, split: str, task_index: int, setting: str = "1k", seed: int = 0, draws=None,
+                  **paths) -> dict:
     """The goal dict of task `task_index` of a split (what an oracle needs to know about an episode)."""
-    idx = task_goal_indices(kind, split, setting, seed, **paths)
+    idx = task_goal_indices(kind, split, setting, seed, draws, **paths)
     if not 0 <= task_index < len(idx):
         raise ValueError(f"task_index {task_index} out of range for {kind} split {split!r} ({len(idx)} tasks)")
-    return get_goals(kind, setting, seed, **paths)[idx[task_index]]
+    return get_goals(kind, setting, seed, draws, **paths)[idx[task_index]]
 
 
 def _upstream_match(text: str) -> tuple[str, str] | None:
@@ -103,7 +120,10 @@ def _last_embedded(text: str) -> tuple[str, str] | None:
     close = text.rfind("]")
     while close >= 0:
         prev = text.rfind("]", 0, close)
-        start = max(prev + 1, text.rfind("\n", 0, close) + 1)
+        # Only look for the newline inside this segment: searching back to the start of the text for every "]"
+        # made a long run of "]" quadratic (a 1 MB action took seconds).
+        newline = text.rfind("\n", prev + 1, close)
+        start = newline + 1 if newline >= 0 else prev + 1
         m = _VERB.search(text, start, close)
         if m is not None and m.end() < close:
             return m.group(1), text[m.end():close]
@@ -173,7 +193,8 @@ class WebShopEnv(TextEnv):
     ``info["invalid"] = True`` and ``info["invalid_reason"]``. Search is accepted on every page (upstream quirk),
     a click only on an element of the current page (``info["available_actions"]["clickables"]``), never on the
     "search" button. ``info["valid_actions"]`` lists the actions as strings (``search[<query>]`` when the page
-    has a search bar, then ``click[...]`` for every clickable element).
+    has a search bar, then ``click[...]`` for every clickable element). An action longer than ``max_action_chars``
+    (20,000 by default) is invalid whatever it holds, and is kept truncated in ``info["messages"]``.
 
     ## Observation Space
     Any string. ``observation_mode="text"``: the page's text fields joined by " [SEP] "; the search page starts
@@ -201,16 +222,24 @@ class WebShopEnv(TextEnv):
     goals: "synthetic" (6,910 generated goals on the 1k catalogue) or "human" (human-written goals).
     split: a split of :func:`goals.split_indices` (synthetic: test = goals 0-499, train = 500+, all).
     max_turns: turn budget. task_index: fixed task for every reset (else ``reset(options={"task_index": i})`` or a
-    seeded draw). observation_mode: "text" or "text_rich". setting: catalogue setting ("1k"). seed: seed of goal
-    generation (price bounds). render_mode: None or "ansi". show_attrs: show the Attributes button (upstream
+    seeded draw). observation_mode: "text" or "text_rich". setting: catalogue setting ("1k"). seed: upstream's
+    ``random.seed``: the prices of ranged products and then the goal price bounds are drawn from one stream, as
+    upstream draws them (see :mod:`goals`). draws: prices and bounds recorded from an upstream run
+    (:class:`draws.RecordedDraws`, a ``{"prices", "bounds"}`` mapping or a JSON file path) instead of ``seed``.
+    render_mode: None or "ansi". show_attrs: show the Attributes button (upstream
     default False). list_actions_in_messages: append the valid actions to each observation in
     ``info["messages"]`` (never to the observation itself). system_prompt: replaces the default system prompt
-    (``{max_turns}`` is filled in). items_path / attrs_path / human_ins_path / cache_dir: catalogue files
-    for ``setting="full"`` or a custom catalogue, and where its prepared form is cached (see
-    :func:`catalogue.load_catalogue`).
+    (``{max_turns}`` is filled in). max_action_chars: longer actions are invalid, with
+    ``info["invalid_reason"]`` saying so (default 20,000; upstream has no limit). items_path / attrs_path /
+    human_ins_path / cache_dir: catalogue files for ``setting="full"`` or a custom catalogue, and where its
+    prepared form is cached (see :func:`catalogue.load_catalogue`).
 
     ## Version History
     v0: first version (upstream text env semantics, BM25 search, deterministic goal price bounds).
+    v0, 2026-11: goal price bounds continue the seeded price stream (reproducing upstream under
+    ``random.seed(seed)``) instead of a fresh ``random.Random(seed)``: same goals and order, other bounds (and so
+    other "price lower than" texts and price rewards) than results recorded before; ``draws`` and
+    ``max_action_chars`` added.
     """
 
     default_max_turns = 15
@@ -219,20 +248,26 @@ class WebShopEnv(TextEnv):
                  task_index: int | None = None, observation_mode: str = "text", setting: str = "1k", seed: int = 0,
                  render_mode: str | None = None, show_attrs: bool = False, list_actions_in_messages: bool = True,
                  system_prompt: str | None = None, items_path=None, attrs_path=None, human_ins_path=None,
-                 cache_dir=None):
+                 cache_dir=None, draws=None, max_action_chars: int = DEFAULT_MAX_ACTION_CHARS):
         if goals not in GOAL_KINDS:
             raise ValueError(f"goals must be one of {GOAL_KINDS}, got {goals!r}")
         if observation_mode not in OBSERVATION_MODES:
             raise ValueError(f"observation_mode must be one of {OBSERVATION_MODES}, got {observation_mode!r}")
+        if isinstance(max_action_chars, bool) or not isinstance(max_action_chars, int) or max_action_chars < 1:
+            raise EnvArgumentError(f"max_action_chars must be a positive integer, got {max_action_chars!r}")
+        self.max_action_chars = max_action_chars
         self.goal_kind, self.split, self.setting, self.seed = goals, split, setting, seed
         self.observation_mode = observation_mode
         self.list_actions_in_messages = bool(list_actions_in_messages)
         self._system_template = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
         paths = {"items_path": items_path, "attrs_path": attrs_path, "human_ins_path": human_ins_path,
                  "cache_dir": cache_dir}
-        self.shop = get_shop(setting, seed, show_attrs, **paths)
-        self._all_goals = get_goals(goals, setting, seed, **paths)
-        self._indices = task_goal_indices(goals, split, setting, seed, **paths)
+        from .draws import RecordedDraws
+
+        self.draws = RecordedDraws.coerce(draws)
+        self.shop = get_shop(setting, seed, show_attrs, self.draws, **paths)
+        self._all_goals = get_goals(goals, setting, seed, self.draws, **paths)
+        self._indices = task_goal_indices(goals, split, setting, seed, self.draws, **paths)
         if not self._indices:
             raise ValueError(f"split {split!r} of the {goals} goals is empty for setting {setting!r}")
         super().__init__(max_turns=max_turns, task_index=task_index, render_mode=render_mode)
@@ -270,11 +305,17 @@ class WebShopEnv(TextEnv):
     def _step_turn(self, action: str) -> tuple[str, float, bool, str | None, dict]:
         s = self._session
         available = self.shop.available_actions(s)
-        verb, arg, embedded = parse_action(action)
         reason = None
         reward, done = 0.0, False
+        if len(action) > self.max_action_chars:
+            verb, arg, embedded = None, None, False
+            reason = (f"action is {len(action)} characters long; the limit is {self.max_action_chars}: "
+                      "reply with one short search[...] or click[...]")
+            action = action[:self.max_action_chars]  # what the conversation keeps of it
+        else:
+            verb, arg, embedded = parse_action(action)
         if verb is None:
-            reason = _why_no_action(action)
+            reason = reason or _why_no_action(action)
         else:
             arg = arg.lower()
             if verb == "search":

@@ -1,24 +1,28 @@
 """WebShop goals: synthetic (one per option combination of every product with a generated instruction) and human
 (one per human-written instruction), in upstream's order after its ``random.seed(233); random.shuffle`` step.
 
-Deviation, documented: upstream draws each goal's price bound from the *unseeded* global RNG, so bounds (and the
-"price lower than" text) change between runs while the order does not. We draw them from ``random.Random(seed)``,
-in the same order upstream does, so a seed fixes every goal; the 233 shuffle is then applied exactly as upstream.
+Price bounds, reproducibly: upstream draws the prices of ranged products and then every goal's price bound from ONE
+unseeded stream (``load_products`` draws the prices, the search index opens without drawing, ``get_goals`` draws
+the bounds). ``seed=S`` replays that stream as if upstream had run after ``random.seed(S)``: the catalogue draws the
+prices from ``random.Random(S)`` and the bounds continue the same generator (``Catalogue.price_stream``), so both
+the prices and the bounds of such an upstream run are reproduced. A run whose state is unknown can be reproduced from
+what it drew: pass its recorded prices and bounds as :class:`draws.RecordedDraws`. The 233 shuffle is then applied
+exactly as upstream.
+
+Until 2026-11 the bounds came from a fresh ``random.Random(seed)`` instead of continuing the price stream, so goal
+texts and ``price_upper`` of results recorded before then differ from today's (same goals, same order, other
+bounds); see README "WebShop".
+
+Goals are served as a :class:`goal_table.GoalTable` (built once, cached beside the catalogue, goal dicts made on
+access); :func:`build_goals` returns them as a list.
 """
 
 from __future__ import annotations
 
-import itertools
-import random
-from collections import Counter
-
 from .catalogue import Catalogue
-
-# Candidate bounds: 10, 20, ..., 990 dollars.
-PRICE_RANGE = tuple(10.0 * i for i in range(1, 100))
-NO_PRICE_BOUND = 1000000
-SHUFFLE_SEED = 233
-KINDS = ("synthetic", "human")
+from .goal_table import (  # noqa: F401  (public re-exports)
+    KINDS, NO_PRICE_BOUND, PRICE_RANGE, SHUFFLE_SEED, GoalTable, bound_candidates, load_or_build, seeded_bounds,
+)
 
 # kind -> split -> (start, stop or None); indices into the shuffled goal list, clipped to its length.
 SPLITS = {
@@ -27,92 +31,36 @@ SPLITS = {
 }
 
 
-def _price_bound(rng: random.Random, price: float) -> tuple[float | int, str]:
-    # Two of the first four round bounds above the price, keep the larger: the goal is always affordable.
-    candidates = [p for p in PRICE_RANGE if p > price][:4]
-    if len(candidates) < 2:
-        return NO_PRICE_BOUND, ""
-    _, upper = sorted(rng.sample(candidates, 2))
-    return upper, f", and price lower than {upper:.2f} dollars"
+def goal_table(catalogue: Catalogue, kind: str = "synthetic", seed: int | None = None, draws=None) -> GoalTable:
+    """All goals of ``kind`` ('synthetic' or 'human') in the seed-233 order, as a lazy table (cached on disk with
+    the catalogue when it has a cache).
 
-
-def synthetic_goals(catalogue: Catalogue, rng: random.Random) -> list[dict]:
-    """Unshuffled synthetic goals in catalogue order, weights included."""
-    goals = []
-    attr_counts: Counter[str] = Counter()
-    for product in catalogue.goal_products("synthetic"):
-        instruction = product["instruction_text"]
-        asin = product["asin"]
-        attributes = product["instruction_attributes"]
-        if not attributes:
-            raise ValueError(f"product {asin} has an instruction but no instruction_attributes")
-        upper, price_text = _price_bound(rng, catalogue.prices[asin])
-        options = product["options"]
-        names = sorted(options)
-        for combo in itertools.product(*(options[n] for n in names)):
-            goal_options = dict(zip(names, combo))
-            option_text = ", and ".join(f"{k}: {v}" for k, v in goal_options.items())
-            goals.append({
-                "asin": asin,
-                "category": product["category"],
-                "query": product["query"],
-                "name": product["Title"],
-                "product_category": product["product_category"],
-                "instruction_text": f"{instruction}{' with ' + option_text if option_text else ''}{price_text}",
-                "attributes": attributes,
-                "price_upper": upper,
-                "goal_options": goal_options,
-            })
-            attr_counts.update(attributes)
-    # Rare attributes weigh more, so weighted sampling spreads over attributes rather than popular products.
-    for g in goals:
-        g["weight"] = sum(1.0 / attr_counts[a] for a in g["attributes"]) / len(g["attributes"])
-    return goals
-
-
-def human_goals(catalogue: Catalogue, rng: random.Random) -> list[dict]:
-    """Unshuffled human goals: per product in catalogue order, per instruction with non-empty attributes."""
-    goals = []
-    for product in catalogue.goal_products("human"):
-        entries = product["instructions"]
-        asin = product["asin"]
-        for entry in entries:
-            attributes = entry.get("instruction_attributes") or []
-            if not attributes:
-                continue  # upstream skips these
-            # Upstream draws a bound per instruction, before building the goal.
-            upper, price_text = _price_bound(rng, catalogue.prices[asin])
-            goals.append({
-                "asin": asin,
-                "category": product["category"],
-                "query": product["query"],
-                "name": product["name"],
-                "product_category": product["product_category"],
-                "instruction_text": entry["instruction"].strip(".") + price_text,
-                "attributes": attributes,
-                "price_upper": upper,
-                "goal_options": entry.get("instruction_options", []),
-                "weight": 1,
-            })
-    return goals
-
-
-def build_goals(catalogue: Catalogue, kind: str = "synthetic", seed: int = 0) -> list[dict]:
-    """All goals of ``kind`` ('synthetic' or 'human'), price bounds drawn from ``seed``, in the seed-233 order.
-
+    Bounds continue ``random.Random(seed)`` after the catalogue's price draws (``seed`` defaults to the catalogue's
+    own seed, which reproduces upstream under ``random.seed(seed)``), or come from ``draws`` (a
+    :class:`draws.RecordedDraws`; pass the catalogue priced with its prices, ``draws.apply(catalogue)``).
     Synthetic goals carry ``goal_options`` as a {name: value} dict, human goals as a list of values (as upstream).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown goal kind {kind!r}; expected one of {KINDS}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    rng = random.Random(seed)
-    goals = synthetic_goals(catalogue, rng) if kind == "synthetic" else human_goals(catalogue, rng)
-    if not goals:
+    if draws is None:
+        if seed is None:
+            seed = catalogue.seed
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        table = load_or_build(catalogue, kind, f"seed{seed}",
+                              lambda draw_products, draw, order: seeded_bounds(catalogue, draw_products,
+                                                                               catalogue.price_stream(seed)))
+    else:
+        table = load_or_build(catalogue, kind, f"draws{draws.fingerprint}", draws.bounds_by_draw(catalogue))
+    if not len(table):
         raise ValueError(f"the {catalogue.setting} catalogue yields no {kind} goals "
                          f"({'no items_ins instructions' if kind == 'synthetic' else 'no human instruction file'})")
-    random.Random(SHUFFLE_SEED).shuffle(goals)
-    return goals
+    return table
+
+
+def build_goals(catalogue: Catalogue, kind: str = "synthetic", seed: int | None = None, draws=None) -> list[dict]:
+    """:func:`goal_table` as a list of goal dicts."""
+    return list(goal_table(catalogue, kind, seed, draws))
 
 
 def split_indices(kind: str, split: str, n_goals: int) -> range:

@@ -101,7 +101,6 @@ class Shop:
         self.search_engine = search
         self.reward_fn = reward_fn
         self.show_attrs = bool(show_attrs)
-        self._lower_asin = {a.lower(): a for a in catalogue.by_asin}
 
     # ----- search -------------------------------------------------------------------------------------------
     def top_products(self, keywords: list[str], rng: random.Random) -> list[str]:
@@ -167,8 +166,9 @@ class Shop:
             self._show_results(s, s.keywords, s.page_num, rng)
         elif name in (p.lower() for p in SUB_PAGES):
             s.page, s.sub_page = SUB, next(p for p in SUB_PAGES if p.lower() == name)
-        elif s.page == RESULTS:  # a product link
-            s.asin = self._lower_asin[name]
+        elif s.page == RESULTS:  # a product link, one of this page's (a map of all 1.18M would cost startup time)
+            start = (s.page_num - 1) * PRODUCT_WINDOW
+            s.asin = next(a for a in s.hits[start:start + PRODUCT_WINDOW] if a.lower() == name)
             s.visited.add(s.asin)
             s.page = ITEM
         else:  # an option value on the item page: remember it under its option's name

@@ -18,7 +18,9 @@ import bm25s
 import numpy as np
 
 from .analysis import STOPWORDS, analyze, analyze_bag, document_text  # noqa: F401  (public re-exports)
-from .bm25_index import B, INDEX_FORMAT, K1, _load_index, _save_index, build_index, lucene_norm_length  # noqa: F401
+from .bm25_index import (  # noqa: F401  (public re-exports)
+    B, INDEX_FORMAT, K1, _load_index, _save_index, asin_rank, build_index, lucene_norm_length,
+)
 from .catalogue import Catalogue
 
 SEARCH_RETURN_N = 50
@@ -32,14 +34,14 @@ class SearchEngine:
     def __init__(self, catalogue: Catalogue, *, use_cache: bool = True):
         self.catalogue = catalogue
         self.asins = list(catalogue.asins)
-        self._asin_rank = np.argsort(np.argsort(np.array(self.asins)))  # tie-break key
         folder = catalogue.cache_path("search", INDEX_FORMAT) if use_cache else None
         loaded = _load_index(folder, len(self.asins)) if folder is not None else None
         if loaded is None:
-            loaded = build_index(catalogue.products)
+            vocab, matrix = build_index(catalogue.products)
+            loaded = vocab, matrix, asin_rank(self.asins)
             if folder is not None:
                 _save_index(folder, *loaded)
-        self.vocab, matrix = loaded
+        self.vocab, matrix, self._asin_rank = loaded  # the rank of each ASIN in sorted order breaks score ties
         self._bm25 = bm25s.BM25(k1=K1, b=B, method="lucene")
         # bm25s only sums precomputed per-(term, doc) scores at query time; we give it Lucene's.
         self._bm25.scores = matrix
