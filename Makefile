@@ -7,7 +7,7 @@ export HERO_GYM_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup data demo test test-fast clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,13 +21,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# What the test suite reads: fetched from the pinned sources when absent, or one message saying what is missing.
+data: setup
+	$(BIN)/hero-gym data ensure tau-v1 tau2 webshop-1k
+
 demo: setup
+	$(BIN)/hero-gym data ensure webshop-1k
 	$(BIN)/hero-gym demo
 
-test: setup
+test: data
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: data
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

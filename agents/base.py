@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import random
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -143,6 +144,12 @@ class TrainConfig:
     """Run directory: train_log.jsonl, checkpoint/, eval/<step>/ run stores."""
     tensorboard: bool = False
     """Also log scalars to TensorBoard (needs the tensorboard package)."""
+    progress: bool = True
+    """Show a progress bar over steps (turns and tokens while a step's rollouts run) and print one line per step
+    (loss, reward, success, turns, tokens/s, selected turns) on stderr; a line every 30 s when not a terminal."""
+    credit_rollouts_per_step: int = 4
+    """Distillation methods: rollouts per step whose per-token teacher-student divergences are kept in
+    out_dir/credit/step_NNNNN.jsonl for `hero-gym view` (0 = none; bounds in agents/credit_log.py)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -158,6 +165,9 @@ class TrainConfig:
             raise ValueError(f"periodic_eval_k must be a positive integer or None, got {self.periodic_eval_k!r}")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
+        c = self.credit_rollouts_per_step
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ValueError(f"credit_rollouts_per_step must be a non-negative integer, got {c!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.temperature <= 0:
@@ -494,13 +504,28 @@ class Trainer:
         if self.is_main:
             (self.out_dir / "config.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n")
         history = []
-        while self.step < cfg.steps:
-            history.append(self.train_step())
-            last = self.step == cfg.steps
-            if cfg.eval_split and cfg.eval_every and self.step % cfg.eval_every == 0 and not last and self.is_main:
-                self.evaluate()
-            if ((cfg.save_every and self.step % cfg.save_every == 0) or last) and self.is_main:
-                self.save()
+        from hero_gym.progress import progress_bar
+
+        bar = progress_bar(cfg.steps, initial=self.step, unit="step", desc=f"train {self.method_name}",
+                           disable=not (cfg.progress and self.is_main))
+        inner, seen = self.rollout_fn, {"turns": 0, "tokens": 0}
+        self.rollout_fn = _watched_rollout(inner, seen, bar)
+        try:
+            while self.step < cfg.steps:
+                seen.update(turns=0, tokens=0)
+                rec = self.train_step()
+                history.append(rec)
+                if cfg.progress and self.is_main:
+                    bar.update(1)
+                    bar.write(step_line(rec, cfg.steps, seen["tokens"]), file=sys.stderr)
+                last = self.step == cfg.steps
+                if cfg.eval_split and cfg.eval_every and self.step % cfg.eval_every == 0 and not last and self.is_main:
+                    self.evaluate()
+                if ((cfg.save_every and self.step % cfg.save_every == 0) or last) and self.is_main:
+                    self.save()
+        finally:
+            self.rollout_fn = inner
+            bar.close()
         if cfg.export_model and self.is_main and (history or not (self.out_dir / "model").is_dir()):
             self.export(self.out_dir / "model")
         if cfg.eval_split and self.is_main:
@@ -632,6 +657,45 @@ def make_episode_spec(task_index: int, seed: int, split: str | None, attempt: in
     from hero_gym.rollout import EpisodeSpec
 
     return EpisodeSpec(task_index=task_index, attempt=attempt, seed=seed, split=split)
+
+
+def step_line(rec: dict, steps: int, tokens: int | None = None) -> str:
+    """One line for a training step's log record: what a person watching a run wants to see."""
+    parts = [f"[{rec.get('method', 'train')}] step {rec['step']}/{steps}"]
+    for key, label, fmt in (("loss", "loss", ".4g"), ("mean_reward", "reward", ".3f"), ("success_rate", "success", ".3f"),
+                            ("mean_turns", "turns", ".2f")):
+        if isinstance(rec.get(key), (int, float)):
+            parts.append(f"{label} {rec[key]:{fmt}}")
+    tokens = rec.get("tokens_out", tokens)
+    if tokens and rec.get("rollout_s"):
+        parts.append(f"tok/s {tokens / rec['rollout_s']:.1f}")
+    if "scored_turns" in rec:  # distillation methods: turns selected for the loss
+        parts.append(f"selected {rec['scored_turns']:g}/{rec.get('turns', rec.get('env_turns', 0)):g} turns")
+    if rec.get("episode_errors"):
+        parts.append(f"errors {rec['episode_errors']}")
+    if isinstance(rec.get("step_s"), (int, float)):
+        parts.append(f"{rec['step_s']:.1f}s")
+    return "  ".join(parts)
+
+
+def _watched_rollout(inner: Callable, seen: dict, bar) -> Callable:
+    """`inner` with turns and generated tokens counted into `seen` and shown on `bar` while episodes run (the
+    default rollout reports every turn; a custom one is counted when it returns)."""
+
+    def watched(env_id, policy, episodes, **kwargs):
+        def on_turn(traj):
+            seen["turns"] += 1
+            seen["tokens"] += len(traj.turns[-1].action_token_ids)
+            bar.set_postfix_str(f"rollouts: {seen['turns']} turns, {seen['tokens']} tokens")
+
+        if inner is _default_rollout:
+            return inner(env_id, policy, episodes, on_turn=on_turn, **kwargs)
+        trajs = inner(env_id, policy, episodes, **kwargs)
+        seen["turns"] += sum(t.num_turns for t in trajs)
+        seen["tokens"] += sum(t.tokens_out for t in trajs)
+        return trajs
+
+    return watched
 
 
 def _default_rollout(env_id, policy, episodes, **kwargs):

@@ -23,6 +23,7 @@ import torch
 
 from hero_gym.agents.base import Trainer, clone_frozen, ema_update
 from hero_gym.agents.context import TeacherContextBuilder, TurnItem, student_context
+from hero_gym.agents.credit_log import CreditLog
 from hero_gym.agents.losses import token_divergence
 from hero_gym.agents.policy_gradient import PGConfig, PolicyGradient
 from hero_gym.agents.scoring import action_logits, chunks, trajectory_action_logits
@@ -92,6 +93,7 @@ class SelfDistillTrainer(Trainer):
                 self.pg.warned_no_signal = True
                 warnings.warn(f"{self.method_name}: rl_coef > 0 with group_size=1: the RL term's advantages are all 0, "
                               "so only distillation trains", RuntimeWarning, stacklevel=2)
+        self.credit_log = CreditLog(self)
 
     def extra_state(self) -> dict:
         return {"teacher": self.teacher_model.state_dict()} if self.teacher_model is not None else {}
@@ -135,7 +137,7 @@ class SelfDistillTrainer(Trainer):
                         continue
                     s_ids = student_context(traj, t, self.config.max_context_tokens)
                     items.append(TurnItem(k, t, s_ids, list(turn.action_token_ids),
-                                          self.teacher_builder.build(s_ids, block)))
+                                          self.teacher_builder.build(s_ids, block), extra={"block": block}))
                 k += 1
         return items
 
@@ -168,7 +170,9 @@ class SelfDistillTrainer(Trainer):
         n_turns = sum(len(t.turns) for g in groups for t in g)
         stats = {"loss": 0.0, "loss_tokens": total, "scored_turns": len(items), "turns": n_turns,
                  **self.selection_stats}
+        credit = self.credit_log.batch(groups)  # keeps the per-token losses of a few rollouts (agents/credit_log.py)
         if not total:
+            credit.write()
             return stats
         trajs = [t for g in groups for t in g]
         whole, per_turn = self.split_by_pass(trajs, items)
@@ -184,13 +188,19 @@ class SelfDistillTrainer(Trainer):
                 t_logits = self.teacher_logits(chunk)
                 for j, it in enumerate(chunk):
                     n = len(it.action_ids)
-                    loss = loss + self._divergence(s_list[start + j], t_logits[j, -n:]).sum()
+                    div = self._divergence(s_list[start + j], t_logits[j, -n:])
+                    credit.add(it, div)
+                    loss = loss + div.sum()
             self._step_loss(loss / total, scale, stats)
         for chunk in chunks(per_turn, self.config.micro_batch_size):
             t_logits = self.teacher_logits(chunk)
             s_logits, _, mask = action_logits(self.model, [i.student_ids for i in chunk],
                                               [i.action_ids for i in chunk], self.pad_id, self.config.temperature)
-            self._step_loss((self._divergence(s_logits, t_logits) * mask).sum() / total, scale, stats)
+            div = self._divergence(s_logits, t_logits) * mask
+            for j, it in enumerate(chunk):
+                credit.add(it, div[j, div.shape[1] - len(it.action_ids):])
+            self._step_loss(div.sum() / total, scale, stats)
+        credit.write()
         return stats
 
     def _divergence(self, s_logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:

@@ -135,3 +135,80 @@ def plot_task_heatmap(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
     fig.tight_layout()
     _save(fig, out_png)
     return fig
+
+
+# ----- credit assignment: per-token teacher-student divergence of a training step --------------------------------
+CREDIT_RGB = (220 / 255, 38 / 255, 38 / 255)  # the viewer's token shade, so the PNG and the HTML page agree
+
+
+def _token_text(tok: str) -> str:
+    """A token as one printable run of characters (newlines and tabs shown as arrows, control characters as ·)."""
+    tok = tok.replace("\n", "↵").replace("\t", "→")
+    return "".join(c if c.isprintable() else "·" for c in tok) or "·"
+
+
+def plot_credit(run_dir: str | os.PathLike, step: int, out_png: str | os.PathLike, *, max_rollouts: int = 4,
+                chars_per_line: int = 110, max_lines: int = 160):
+    """The seed paper's credit-assignment figure for one training step: every action token of each sampled rollout's
+    distilled turns shaded by its loss term (the teacher-student divergence), darkest = the step's largest value.
+
+    Reads OUT_DIR/credit/step_NNNNN.jsonl (written by the distillation trainers, see agents/credit_log.py).
+    """
+    from matplotlib.colors import LinearSegmentedColormap, Normalize
+    from matplotlib.patches import Rectangle
+
+    from hero_gym.viewer.credit import load_credit
+
+    if max_rollouts < 1:
+        raise ValueError(f"max_rollouts must be positive, got {max_rollouts}")
+    rolls = load_credit(run_dir, step)[step][:max_rollouts]
+    scale = max((v for r in rolls for t in r["turns"] for v in t.get("loss") or []), default=0.0) or 1.0
+    # Layout in character cells: a header line per distilled turn, then its tokens wrapped at chars_per_line.
+    items, y, cut_short = [], 0, False  # (kind, y, payload)
+    for k, r in enumerate(rolls):
+        for t in r["turns"]:
+            if not t.get("distilled"):
+                continue
+            if y >= max_lines:
+                cut_short = True
+                break
+            verdict = "success" if r["success"] else "failure"
+            items.append(("head", y, f"rollout {k + 1} · task {r['task']} · {verdict}, reward {r['reward']:.2f} · "
+                                     f"turn {t['turn'] + 1}{' (invalid)' if t.get('invalid') else ''}"))
+            y, x = y + 1, 0
+            for tok, v in zip(t["tokens"], t["loss"]):
+                text = _token_text(tok)
+                if x + len(text) > chars_per_line and x > 0:
+                    y, x = y + 1, 0
+                items.append(("tok", y, (x, text, v)))
+                x += len(text)
+            y += 1.4
+    if not items:
+        raise ValueError(f"step {step} of {run_dir} has no distilled turn in its credit record")
+    char_in, line_in = 0.1, 0.22
+    fig = plt.figure(figsize=(chars_per_line * char_in + 0.4, y * line_in + 1.4))
+    ax = fig.add_axes((0.02, 1.0 / (y * line_in + 1.4), 0.96, 1 - 1.3 / (y * line_in + 1.4)))
+    ax.set_xlim(0, chars_per_line)
+    ax.set_ylim(y, -0.2)
+    ax.axis("off")
+    font = char_in * 72 / 0.602  # DejaVu Sans Mono advances 0.602 em per character
+    for kind, row, payload in items:
+        if kind == "head":
+            ax.text(0, row + 0.5, payload, va="center", fontsize=font * 0.9, weight="bold", family="DejaVu Sans")
+            continue
+        x, text, v = payload
+        ax.add_patch(Rectangle((x, row + 0.05), len(text), 0.9, facecolor=(*CREDIT_RGB, min(1.0, max(0.0, v / scale))),
+                               edgecolor="none"))
+        ax.text(x, row + 0.5, text, va="center", ha="left", fontsize=font, family="DejaVu Sans Mono")
+    cmap = LinearSegmentedColormap.from_list("credit", [(*CREDIT_RGB, 0.0), (*CREDIT_RGB, 1.0)])
+    cax = fig.add_axes((0.25, 0.25 / (y * line_in + 1.4), 0.5, 0.2 / (y * line_in + 1.4)))
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=Normalize(0, scale), cmap=cmap), cax=cax, orientation="horizontal",
+                       format="%.2g")
+    r0 = rolls[0]
+    bar.set_label(f"per-token loss term: teacher-student divergence (nats; alpha {r0.get('alpha')}, top-K "
+                  f"{r0.get('topk') or 'full'})")
+    more = " (cut: more turns in the record)" if cut_short else ""
+    ax.set_title(f"{r0.get('method')}, step {step}: action tokens shaded by the hindsight teacher's disagreement{more}",
+                 loc="left", fontsize=font)
+    _save(fig, out_png)
+    return fig

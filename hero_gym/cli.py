@@ -48,51 +48,58 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _add_eval_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    d = _DEMO if demo else {}
-    p.add_argument("--env", default=d.get("env"), required=not demo, help="registered env id (see `hero-gym envs`)")
-    p.add_argument("--split", default=d.get("split"), help="task split (default: the env's default split)")
-    p.add_argument("--policy", default=d.get("policy"), required=not demo,
+def _add_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", required=True, help="registered env id (see `hero-gym envs`)")
+    p.add_argument("--split", default=None, help="task split (default: the env's default split)")
+    p.add_argument("--policy", required=True,
                    help="policy spec: smollm2 | hf:PATH | vllm:MODEL | http:URL#MODEL | oracle | random | pkg.mod:factory")
-    p.add_argument("--k", type=_positive_int, default=d.get("k", 1), help="attempts per task (default %(default)s)")
-    p.add_argument("--max-turns", type=_positive_int, default=d.get("max_turns"),
-                   help="agent turn budget per episode (default: " + ("%(default)s" if demo else "the env's") + ")")
-    p.add_argument("--tasks", default=d.get("tasks", "all"), help="'all', '0-9', '3' or '0-4,10' (default %(default)s)")
-    p.add_argument("--limit", type=_positive_int, default=d.get("limit"), help="only the first N selected tasks")
+    p.add_argument("--k", type=_positive_int, default=1, help="attempts per task (default %(default)s)")
+    p.add_argument("--max-turns", type=_positive_int, default=None,
+                   help="agent turn budget per episode (default: the env's)")
+    p.add_argument("--tasks", default="all", help="'all', '0-9', '3' or '0-4,10' (default %(default)s)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N selected tasks")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="base seed; each (task, attempt) derives its own")
-    p.add_argument("--out", default=d.get("out"), required=not demo,
-                   help="run directory (resumes if it exists)" + (" (default %(default)s)" if demo else ""))
-    p.add_argument("--temperature", type=float, default=d.get("temperature", 1.0), help="sampling temperature (0 = greedy)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=d.get("max_new_tokens", 256),
+    p.add_argument("--out", required=True, help="run directory (resumes if it exists)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=256,
                    help="generation cap per turn (default %(default)s)")
-    p.add_argument("--user", default=d.get("user"), help="tau envs: simulated user, 'scripted' or 'llm:POLICY_SPEC'")
+    p.add_argument("--user", default=None, help="tau envs: simulated user, 'scripted' or 'llm:POLICY_SPEC'")
     p.add_argument("--judge", default=None,
                    help="tau2 envs: policy spec of the judge that scores NL assertions (without one they are not evaluated)")
-    p.add_argument("--batch-size", type=_positive_int, default=d.get("batch_size"),
-                   help="episodes advanced together; each is stored as it ends (default: "
-                        + ("%(default)s" if demo else "32") + ")")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="episodes advanced together; each is stored as it ends (default: 32)")
     p.add_argument("--retry-errors", type=_non_negative_int, default=0, metavar="N",
                    help="rerun episodes that ended in error up to N more times in this invocation (a later "
                         "invocation always reruns them; default %(default)s)")
     p.add_argument("--method", default=None, help="training method of the evaluated checkpoint (for budget sweeps)")
     p.add_argument("--train-budget", type=_positive_int, default=None,
                    help="training turn budget of the evaluated checkpoint (for budget sweeps)")
-    p.add_argument("--threads", type=_positive_int, default=d.get("threads"),
-                   help="CPU threads for a local model (default: " + ("all cores" if demo else "torch's default") + ")")
-    p.add_argument("--prefix-cache-mb", type=_non_negative_int, default=d.get("prefix_cache_mb", 0),
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for a local model (default: torch's default)")
+    p.add_argument("--prefix-cache-mb", type=_non_negative_int, default=0,
                    help="local HF model: keep each conversation's attention cache (MB) so a turn only reads its new "
                         "tokens (default %(default)s = off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-# The README's main job: the embedded SmolLM2 on real tau2 retail tasks, small enough for a 2-core CPU. The first
-# turn reads a ~4.8k-token prompt (domain policy + tool schemas): ~35 s of one CPU core for SmolLM2-135M. The prefix
-# cache then makes each later turn read only its new tokens, so a turn costs mostly its decoding (~20 s for 96 tokens).
-# 3 tasks x 2 attempts x 3 turns is what fits in ~10 minutes; raise --tasks/--k/--max-turns on a bigger machine.
-# On CPU batching barely helps, so batches of 2 cost little and store episodes as they finish (a killed demo resumes).
-_DEMO = {"env": "hero_gym/Tau2Retail-v0", "split": "test", "policy": "smollm2", "k": 2, "max_turns": 3,
-         "tasks": "0-2", "out": "results/demo", "temperature": 1.0, "max_new_tokens": 96, "user": "scripted",
-         "threads": os.cpu_count() or 1, "batch_size": 2, "prefix_cache_mb": 1024}
+def _add_demo_options(p: argparse.ArgumentParser) -> None:
+    """Flags named like hero_gym.demo.DemoConfig's fields; unset ones keep its defaults."""
+    from hero_gym.demo import DemoConfig
+
+    d = DemoConfig()
+    p.add_argument("--policy", help=f"the model under test (default {d.policy}, the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--baselines", help=f"comma-separated reference policies run on the same episodes "
+                                       f"(default {','.join(d.baselines)})")
+    p.add_argument("--tasks", help=f"test goals (default {d.tasks})")
+    p.add_argument("--k", type=_positive_int, help=f"attempts per goal (default {d.k})")
+    p.add_argument("--max-turns", type=_positive_int, help=f"turn budget per episode (default {d.max_turns})")
+    p.add_argument("--max-new-tokens", type=_positive_int, help=f"generation cap per model turn (default {d.max_new_tokens})")
+    p.add_argument("--seed", type=_non_negative_int, help=f"base seed (default {d.seed})")
+    p.add_argument("--out", help=f"output folder (default {d.out}; a rerun resumes)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for the model (default: all cores)")
+    p.add_argument("--prefix-cache-mb", type=_non_negative_int,
+                   help=f"model attention cache per conversation in MB (default {d.prefix_cache_mb})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a policy: k attempts per task, stored per episode, resumable")
     _add_eval_options(p)
 
-    p = sub.add_parser("demo", help="evaluate the embedded SmolLM2 on 3 tau2 retail test tasks x 2 attempts "
-                                    "(scripted user, 3 turns, results/demo)")
-    _add_eval_options(p, demo=True)
+    p = sub.add_parser("demo", help="the embedded SmolLM2 next to the oracle and a random policy on WebShop test "
+                                    "goals: summary with intervals, compare table, plot, one trajectory (results/demo)")
+    _add_demo_options(p)
 
     p = sub.add_parser("summary", help="metrics table of runs (mean@k, pass@k, pass^k with 95%% CIs, turns)")
     p.add_argument("runs", nargs="+", metavar="RUN")
@@ -130,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
         q = psub.add_parser(name, help=help_)
         q.add_argument("runs", nargs="+", metavar="RUN")
         q.add_argument("--out", required=True, help="PNG file to write")
+    q = psub.add_parser("credit", help="action tokens of a training step shaded by the teacher-student divergence")
+    q.add_argument("run", metavar="RUN", help="training run directory (with credit/step_NNNNN.jsonl)")
+    q.add_argument("--step", type=_positive_int, required=True, help="training step (as in train_log.jsonl)")
+    q.add_argument("--rollouts", type=_positive_int, default=4, help="rollouts shown (default %(default)s)")
+    q.add_argument("--out", required=True, help="PNG file to write")
+
+    p = sub.add_parser("view", help="one self-contained HTML page of a run (or two side by side): episodes, turns, "
+                                    "training steps with per-token credit")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="evaluation or training run directory; a second one is "
+                                                          "shown side by side")
+    p.add_argument("--out", default=None, help="HTML file to write (default: RUN/report.html)")
 
     p = sub.add_parser("export", help="export a run as chat JSONL (TRL/verl) or Parquet (flat fields)")
     p.add_argument("run", metavar="RUN")
@@ -218,11 +236,15 @@ def _cmd_compare(args) -> int:
 
 def _cmd_plot(args) -> int:
     if not args.plot:
-        raise UsageError("hero-gym plot: choose budget-sweep or heatmap (see hero-gym plot --help)")
+        raise UsageError("hero-gym plot: choose budget-sweep, heatmap or credit (see hero-gym plot --help)")
     if not args.out.lower().endswith(".png"):
         raise UsageError(f"hero-gym plot: --out must name a .png file, got {args.out!r}")
     from hero_gym.benchmarks import plots
 
+    if args.plot == "credit":
+        plots.plot_credit(args.run, args.step, args.out, max_rollouts=args.rollouts)
+        print(f"wrote {args.out}")
+        return 0
     fn = plots.plot_budget_sweep if args.plot == "budget-sweep" else plots.plot_task_heatmap
     fn(args.runs, args.out)
     print(f"wrote {args.out}")
@@ -242,6 +264,17 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_view(args) -> int:
+    from hero_gym.viewer import build_report
+
+    if len(args.runs) > 2:
+        raise UsageError(f"hero-gym view: give one run, or two to compare side by side; got {len(args.runs)}")
+    out = build_report(args.runs, args.out or Path(args.runs[0]) / "report.html")
+    size = out.stat().st_size
+    print(f"wrote {out} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"wrote {out} ({size / 1e3:.0f} kB)")
+    return 0
+
+
 def _dispatch(name: str, argv: list[str]) -> int:
     module, func, _ = _DISPATCH[name]
     try:
@@ -257,8 +290,14 @@ def _cmd_summary(args) -> int:
     return _print_summary(args.runs, args.k, args.csv)
 
 
-_COMMANDS = {"envs": _cmd_envs, "eval": _cmd_eval, "demo": _cmd_eval, "summary": _cmd_summary, "compare": _cmd_compare,
-             "plot": _cmd_plot, "export": _cmd_export}
+def _cmd_demo(args) -> int:
+    from hero_gym.demo import config_from_args, run_demo
+
+    return 1 if run_demo(config_from_args(args))["errors"] else 0
+
+
+_COMMANDS = {"envs": _cmd_envs, "eval": _cmd_eval, "demo": _cmd_demo, "summary": _cmd_summary, "compare": _cmd_compare,
+             "plot": _cmd_plot, "export": _cmd_export, "view": _cmd_view}
 
 
 def _run(argv: list[str]) -> int:

@@ -26,26 +26,32 @@ file is fetched as ``<base-url>/<path>``, like a file without a URL.
 
 Derived JSON is written as ``json.dumps(obj, indent=2)`` without a trailing newline, which reproduces the pinned
 bytes. Every file is hashed before it is moved into place (temp file in the target folder, then an atomic rename),
-so a failed or corrupted download never leaves a file that looks valid.
+so a failed or corrupted download never leaves a file that looks valid. A fetched file collects its bytes in
+``.<name>.part`` beside its target: a transfer that breaks off is retried from where it stopped (HTTP Range), and
+one that is interrupted leaves the part file for the next run to continue (a file that fails its check is removed).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import http.client
 import json
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hero_gym.data import DataError, candidate_paths, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
+from hero_gym.data import ENV_VAR, DataError, candidate_paths, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
 
 TIMEOUT_S = 60
+RETRIES = 5  # dropped connections retried per file, each resuming where the last one stopped
+RETRY_WAIT_S = 1.0
 _USER_AGENT = "hero-gym-data/0.1"
 
 
@@ -64,8 +70,8 @@ def _named_by_query(url: str) -> bool:
     return bool(urllib.parse.urlsplit(url).query)
 
 
-def _open(url: str, what: str):
-    req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+def _open(url: str, what: str, headers: dict | None = None):
+    req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
     try:
         return urllib.request.urlopen(req, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as e:
@@ -81,10 +87,57 @@ def _fetch_bytes(url: str, what: str) -> bytes:
         return resp.read()
 
 
-def _fetch_to(url: str, tmp: Path, what: str) -> None:
-    with _open(url, what) as resp, open(tmp, "wb") as out:
-        while chunk := resp.read(1 << 20):
-            out.write(chunk)
+class _BrokenOff(Exception):
+    """The connection ended before the whole file arrived."""
+
+
+def _fetch_to(url: str, part: Path, what: str, *, size: int | None = None, progress: bool = False) -> None:
+    """Fetch `url` into `part`, continuing from the bytes `part` already holds (an earlier try that broke off) with
+    an HTTP Range request; a server that ignores Range sends the whole file and `part` starts over. A dropped
+    connection is retried up to RETRIES times, each from where it stopped; after that `part` is kept, so running
+    the same command again resumes."""
+    from hero_gym.progress import progress_bar
+
+    bar = None
+    failures = 0
+    try:
+        while True:
+            have = part.stat().st_size if part.exists() else 0
+            try:
+                resp = _open(url, what, {"Range": f"bytes={have}-"} if have else None)
+            except DataError as e:
+                if have and "HTTP 416" in str(e):  # nothing left to send: the earlier try got every byte
+                    return
+                raise
+            with resp:
+                if have and resp.status != 206:
+                    have = 0  # the server ignored Range
+                length = resp.headers.get("Content-Length")
+                total = have + int(length) if length is not None else size
+                if bar is None and progress:
+                    bar = progress_bar(total, desc=Path(what).name, unit="B", unit_scale=True, initial=have)
+                elif bar is not None:
+                    bar.n = have
+                try:
+                    with open(part, "ab" if have else "wb") as out:
+                        while chunk := resp.read(1 << 20):
+                            out.write(chunk)
+                            if bar is not None:
+                                bar.update(len(chunk))
+                    got = part.stat().st_size
+                    if total is not None and got < total:
+                        raise _BrokenOff(f"connection closed after {got:,} of {total:,} bytes")
+                    return
+                except (_BrokenOff, OSError, http.client.HTTPException) as e:
+                    failures += 1
+                    kept = part.stat().st_size if part.exists() else 0
+                    if failures > RETRIES:
+                        raise DataError(f"download of {what} broke off {failures} times ({e}); {kept:,} bytes are "
+                                        f"kept in {part}: run the same command again to resume") from None
+                    time.sleep(RETRY_WAIT_S * failures)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 # ---------------------------------------------------------------------------------------------- ast conversion
@@ -225,22 +278,38 @@ def _derive(entry: dict, url: str) -> bytes:
 # ---------------------------------------------------------------------------------------------- download
 
 
-def _place(final: Path, entry: dict, write) -> str:
+def partial_path(final: Path) -> Path:
+    """Where a download of `final` collects its bytes until they are checked (kept after an interruption)."""
+    return final.parent / f".{final.name}.part"
+
+
+def _place(final: Path, entry: dict, write, *, resumable: bool = False) -> str:
     """Run `write(tmp_path)`, check what it wrote against `entry` (sha256, or size and partial sha256 when
-    unpinned), then atomically move it to `final`. Returns the sha256 of the file."""
+    unpinned), then atomically move it to `final`. Returns the sha256 of the file. With `resumable`, the temp file
+    is :func:`partial_path` and survives a `write` that fails or is interrupted, so the next try continues it; a
+    file that fails its check is always removed."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if resumable:
+        tmp = partial_path(final)
+    else:
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        os.close(fd)
+        tmp = Path(tmp_name)
+    keep = False
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except BaseException:
+            keep = resumable
+            raise
         problem, got = check_file(entry, tmp, where=f"downloaded {entry['path']}")
         if problem:
             raise DataError(f"{problem}; the source changed or the download was corrupted, nothing was written")
         os.replace(tmp, final)
         return got
     finally:
-        tmp.unlink(missing_ok=True)
+        if not keep:
+            tmp.unlink(missing_ok=True)
 
 
 def _source_url(entry: dict, base_url: str | None) -> str:
@@ -255,14 +324,16 @@ def _valid(entry: dict, file: Path) -> bool:
 
 
 def download(dataset: str | dict, dest: str | Path | None = None, base_url: str | None = None, *,
-             force: bool = False, log=None) -> list[Path]:
+             force: bool = False, log=None, progress: bool = False) -> list[Path]:
     """Fetch every file of `dataset` into `dest` (default: the data directory), checked against its sha256.
 
     Files already present with the right checksum are kept unless `force`. `dataset` is a manifest name or a
     manifest dict. `base_url` replaces the scheme and host of every pinned URL (a mirror keeping upstream paths);
     files without a URL, or whose URL names them in its query (Google Drive), are fetched as `<base_url>/<path>`.
     Unpinned entries (``"sha256": null``) are checked by size and partial sha256 and logged as unpinned.
-    Returns the paths written. Raises :class:`DataError` at the first failure; files placed before it stay.
+    Returns the paths written. Raises :class:`DataError` at the first failure; files placed before it stay, and so
+    do the bytes of an interrupted transfer (a dropped connection is retried from where it stopped; the next call
+    continues it with an HTTP Range request). `progress` shows a bar per file (plain lines when not a terminal).
     """
     m = manifest(dataset) if isinstance(dataset, str) else dataset
     root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
@@ -281,7 +352,8 @@ def download(dataset: str | dict, dest: str | Path | None = None, base_url: str 
         if entry.get("derive") and entry.get("url"):
             got = _place(final, entry, lambda tmp, e=entry, u=url: tmp.write_bytes(_derive(e, u)))
         else:
-            got = _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"]))
+            got = _place(final, entry, lambda tmp, e=entry, u=url: _fetch_to(u, tmp, e["path"], size=e.get("bytes"),
+                                                                            progress=progress), resumable=True)
         if log and not is_pinned(entry):
             log(f"  unpinned: size and sha256 {expected_digest(entry)} match; full sha256 {got}")
         written.append(final)
@@ -325,6 +397,51 @@ def verify(dataset: str | dict, dest: str | Path | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+# ---------------------------------------------------------------------------------------------- ensure
+
+
+def missing(datasets: list[str], dest: str | Path | None = None) -> dict[str, list[dict]]:
+    """The manifest entries of each dataset found neither in the data directory (`dest`) nor in an installed data
+    package; datasets with nothing missing are left out. Presence only: checksums are checked on first read."""
+    root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
+    out = {}
+    for name in datasets:
+        gone = [e for e in manifest(name)["files"] if not (root / e["path"]).is_file()
+                and not any(p.is_file() for p in candidate_paths(name, e["path"])[1:])]
+        if gone:
+            out[name] = gone
+    return out
+
+
+def missing_message(gone: dict[str, list[dict]], dest: str | Path | None = None, why: str | None = None) -> str:
+    """One message: which files are missing and the command that gets them."""
+    root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
+    what = ", ".join(f"{name} ({len(entries)} of {len(manifest(name)['files'])} files)" for name, entries in gone.items())
+    fixes = []
+    for name, entries in gone.items():
+        no_url = [e["path"] for e in entries if not e.get("url")]
+        fixes.append(f"hero-gym data download {name}" + (" --base-url MIRROR" if no_url else ""))
+    no_url = [e["path"] for entries in gone.values() for e in entries if not e.get("url")]
+    msg = f"benchmark data missing in {root}: {what}" + (f" ({why})" if why else "") + ". Fix: " + "; ".join(fixes)
+    if no_url:
+        msg += (f" ({', '.join(no_url)} have no public URL: MIRROR is a copy of a data directory that holds them, "
+                f"or copy them into {root})")
+    return msg + f"; or point ${ENV_VAR} at a data directory that has them."
+
+
+def ensure(datasets: list[str], dest: str | Path | None = None, base_url: str | None = None, log=None,
+           progress: bool = False) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """Download whatever of `datasets` is missing (only those files). Returns what is still missing (as
+    :func:`missing`) and, per dataset whose download failed, the reason."""
+    errors = {}
+    for name, entries in missing(datasets, dest).items():
+        try:
+            download({"name": name, "files": entries}, dest, base_url, log=log, progress=progress)
+        except DataError as e:
+            errors[name] = str(e)
+    return missing(datasets, dest), errors
+
+
 def data_main(argv: list[str] | None = None) -> int:
     """`hero-gym data list|verify|download ...`; returns the exit status (0 ok, 1 data problem, 2 usage)."""
     ap = argparse.ArgumentParser(prog="hero-gym data", description="List, verify and download benchmark data.")
@@ -338,6 +455,11 @@ def data_main(argv: list[str] | None = None) -> int:
     p_dl.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
     p_dl.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
     p_dl.add_argument("--force", action="store_true", help="re-fetch files that are already valid")
+    p_en = sub.add_parser("ensure", help="download the missing files of datasets; one message and exit 1 if that "
+                                         "cannot be done (what `make test` runs first)")
+    p_en.add_argument("names", nargs="+")
+    p_en.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
+    p_en.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
@@ -364,6 +486,16 @@ def data_main(argv: list[str] | None = None) -> int:
             print(f"{n:12s} {len(files):3d} files {size / 1e6:8.1f} MB  {present}/{len(files)} present in {data_dir()}"
                   f"{note}")
         return 0
+    if args.cmd == "ensure":
+        if not missing(names, dest):
+            return 0
+        still, errors = ensure(names, dest, args.base_url, log=lambda s: print(s, flush=True), progress=True)
+        if still:
+            why = next(iter(errors.values()), None)
+            print(f"error: {missing_message(still, dest, why)}", file=sys.stderr)
+            return 1
+        print(f"{', '.join(names)}: every file present")
+        return 0
     if args.cmd == "verify":
         bad = 0
         for n in names:
@@ -385,7 +517,8 @@ def data_main(argv: list[str] | None = None) -> int:
             print("fix with `hero-gym data download NAME`", file=sys.stderr)
         return 1 if bad else 0
     try:
-        written = download(args.name, dest, args.base_url, force=args.force, log=lambda s: print(s, flush=True))
+        written = download(args.name, dest, args.base_url, force=args.force, log=lambda s: print(s, flush=True),
+                           progress=True)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -308,16 +309,22 @@ def _outcome(store: RunStore, task_list: list[int], k: int, ran: int) -> EvalOut
 def _run_pending(store, env_id, split, policy, policy_name, pending, *, total, wanted, seed, max_turns, temperature,
                  max_new_tokens, method, train_budget, batch_size, progress, env_kwargs) -> int:
     """Run the (task, attempt) keys of `pending` (an iterator, consumed CHUNK at a time); return how many ran."""
-    from tqdm.auto import tqdm
-
+    from hero_gym.progress import progress_bar
     from hero_gym.rollout import EpisodeSpec, run_episodes
 
     task_set, k = wanted
     earlier = [(s, e) for key, (s, e) in store.outcomes().items() if key[2] in task_set and key[3] < k]
     done_before = sum(e is None for _, e in earlier)
     wins, count = sum(s for s, e in earlier if e is None), done_before
-    bar = tqdm(total=total, initial=done_before, disable=not progress, unit="ep", desc=env_id.split("/")[-1],
-               dynamic_ncols=True)
+    bar = progress_bar(total, initial=done_before, disable=not progress, unit="ep", desc=env_id.split("/")[-1])
+    live = {"turns": 0, "tokens": 0, "t0": time.perf_counter()}
+
+    def on_turn(traj) -> None:  # a slow model finishes few episodes; turns and tokens show it is working
+        live["turns"] += 1
+        live["tokens"] += len(traj.turns[-1].action_token_ids)
+        rate = live["tokens"] / max(1e-9, time.perf_counter() - live["t0"])
+        bar.set_postfix(success=f"{wins / count:.3f}" if count else "-", turns=live["turns"], tokens=live["tokens"],
+                        tok_s=f"{rate:.1f}")
     env_kwargs = {"split": split, "max_turns": max_turns, **env_kwargs}
     ran, first_error_shown = 0, False
     try:
@@ -343,16 +350,16 @@ def _run_pending(store, env_id, split, policy, policy_name, pending, *, total, w
                 if traj.error is not None and not first_error_shown:
                     first_error_shown = True  # say it now: a dead server should not wait for the end of the run
                     message = " ".join(str(traj.error).split())[:300]
-                    tqdm.write(printable(f"episode error (task {key[0]}, attempt {attempt}): {message}; stored, not "
+                    bar.write(printable(f"episode error (task {key[0]}, attempt {attempt}): {message}; stored, not "
                                          "scored, retried by the next run"), file=sys.stderr)
                 if traj.error is None:  # an errored episode is no result: the bar counts results only
                     wins, count = wins + bool(traj.success), count + 1
                     bar.update(1)
-                    bar.set_postfix(success=f"{wins / count:.3f}")
+                    bar.set_postfix(success=f"{wins / count:.3f}", turns=live["turns"], tokens=live["tokens"])
 
             trajs = run_episodes(env_id, policy, specs, env_kwargs=env_kwargs, max_new_tokens=max_new_tokens,
                                  temperature=temperature, batch_size=batch_size, on_episode=on_episode,
-                                 keep_results=False)
+                                 on_turn=on_turn, keep_results=False)
             for traj in trajs or []:  # in case a rollout backend returns episodes without calling back
                 on_episode(traj)
             ran += len(stored)

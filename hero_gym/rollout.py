@@ -253,6 +253,7 @@ def run_episodes(
     on_episode: Callable[[Trajectory], None] | None = None,
     num_env_workers: int | None = None,
     keep_results: bool = True,
+    on_turn: Callable[[Trajectory], None] | None = None,
 ) -> list[Trajectory]:
     """Run `episodes` of `env_id` with `policy`; return one Trajectory per spec, in the same order.
 
@@ -265,6 +266,8 @@ def run_episodes(
         executor: "local" (envs in this process) or "ray" (envs in Ray actors; see the module docstring).
         batch_size: most episodes live at once, i.e. the largest batch sent to the policy (None: all).
         on_episode: called with each Trajectory as soon as its episode ends (e.g. to store records for resume).
+        on_turn: called with an episode's Trajectory after each of its turns (e.g. to show turns and tokens as
+            they happen; its last Turn is the new one).
         num_env_workers: Ray shards (default: min(8, live episodes)); ignored by the local executor.
         keep_results: False drops each Trajectory once `on_episode` has had it and returns an empty list, so a
             long evaluation that stores episodes as they end runs in bounded memory.
@@ -378,6 +381,8 @@ def run_episodes(
                     ep.fail(f"env step failed: {payload}")
                 else:
                     _after_step(ep, payload, tokenizer)
+                    if on_turn is not None:
+                        on_turn(ep.traj)
             still = []
             for ep in live:
                 if ep.done:

@@ -33,7 +33,7 @@ def _err(capsys, argv):
     (["eval", "--env", "hero_gym/TauRetail-v0", "--user", "robot", "--policy", "oracle", "--out", "x"], "bad --user"),
     (["eval", "--env", "hero_gym/TauRetail-v0", "--out", "x"], "--policy"),
     (["frobnicate"], "invalid choice"),
-    (["plot"], "budget-sweep or heatmap"),
+    (["plot"], "budget-sweep, heatmap or credit"),
     (["summary", "/nonexistent/run"], "does not exist"),
     (["--plugin", "no_such_module_xyz", "envs"], "cannot import plugin"),
 ])

@@ -28,15 +28,3 @@ def test_oracle_beats_random_on_real_env(tmp_path, capsys, env_id):
     n_random_fail_tasks = len({r.task for r in rand if not r.success})  # the oracle solves every attempt
     assert table.loc["oracle", "wins_tasks"] == n_random_fail_tasks and table.loc["oracle", "losses_tasks"] == 0
     assert table.loc["oracle", "mean@2"] == 1.0
-
-
-def test_demo_defaults_run_on_tau2_data(tmp_path, capsys):
-    # The demo's plumbing with a model-free policy: its real job (SmolLM2) takes minutes and is run by `make demo`.
-    out = tmp_path / "demo"
-    assert main(["demo", "--policy", "oracle", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
-    assert "mean@2" in capsys.readouterr().out
-    recs = RunStore(out).load()
-    assert sorted((r.task, r.attempt) for r in recs) == [(t, a) for t in range(3) for a in range(2)]
-    assert {(r.env, r.split, r.max_turns) for r in recs} == {("hero_gym/Tau2Retail-v0", "test", 3)}
-    assert all(r.turns <= 3 for r in recs)
-    assert RunStore(out).config["user"] == "scripted"

@@ -338,3 +338,178 @@ def test_list_counts_files_found_in_installed_data_wheels(tmp_path, monkeypatch,
     assert data_main(["list"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("tau2 "))
     assert "0/11 present" in line and "+8 from installed data packages" in line
+
+
+# ------------------------------------------------------------------------------------------ interrupted transfers
+
+
+class _FlakyServer:
+    """Serves one file with HTTP Range support and closes the connection after `cut` bytes of each of the first
+    `drops` answers (headers promise the full length, as a real transfer that breaks off does)."""
+
+    def __init__(self, payload: bytes, cut: int, drops: int):
+        self.ranges: list[str | None] = []
+        self.sent = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                rng = self.headers.get("Range")
+                outer.ranges.append(rng)
+                start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng else 0
+                if start >= len(payload):
+                    self.send_response(416)
+                    self.end_headers()
+                    return
+                body = payload[start:]
+                self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if len(outer.ranges) <= drops:
+                    body = body[:cut]
+                    self.close_connection = True
+                self.wfile.write(body)
+                outer.sent += len(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/big.bin"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _big_manifest(payload: bytes, url: str) -> dict:
+    import hashlib
+
+    return {"name": "big", "files": [{"path": "big/big.bin", "url": url, "bytes": len(payload),
+                                      "sha256": hashlib.sha256(payload).hexdigest()}]}
+
+
+@pytest.fixture
+def no_wait(monkeypatch):
+    import hero_gym.download as dl
+
+    monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
+
+
+def test_dropped_connection_resumes_where_it_stopped(tmp_path, no_wait):
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    server = _FlakyServer(payload, cut=300_000, drops=2)
+    try:
+        written = download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    assert written == [tmp_path / "big/big.bin"] and (tmp_path / "big/big.bin").read_bytes() == payload
+    assert server.ranges == [None, "bytes=300000-", "bytes=600000-"]
+    assert server.sent == len(payload)  # nothing fetched twice
+    assert _leftovers(tmp_path) == []
+
+
+def test_interrupted_download_is_continued_by_the_next_run(tmp_path, no_wait, monkeypatch):
+    import hero_gym.download as dl
+
+    payload = bytes(range(256)) * 2048
+    monkeypatch.setattr(dl, "RETRIES", 1)
+    server = _FlakyServer(payload, cut=100_000, drops=10**6)  # breaks off every time
+    try:
+        with pytest.raises(DataError, match="broke off 2 times.*run the same command again to resume"):
+            download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    part = dl.partial_path(tmp_path / "big/big.bin")
+    assert part.stat().st_size == 200_000 and not (tmp_path / "big/big.bin").exists()
+
+    server = _FlakyServer(payload, cut=0, drops=0)  # the network is back
+    try:
+        download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    assert server.ranges == ["bytes=200000-"] and server.sent == len(payload) - 200_000
+    assert (tmp_path / "big/big.bin").read_bytes() == payload and not part.exists()
+
+
+def test_stale_partial_file_that_fails_the_checksum_is_removed(tmp_path, no_wait):
+    from hero_gym.download import partial_path
+
+    payload = b"x" * 50_000
+    part = partial_path(tmp_path / "big/big.bin")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"y" * 10_000)  # bytes of some other version of the file
+    server = _FlakyServer(payload, cut=0, drops=0)
+    try:
+        with pytest.raises(DataError, match="nothing was written"):
+            download(_big_manifest(payload, server.url), tmp_path)
+        assert not part.exists()  # so the next run starts clean
+        download(_big_manifest(payload, server.url), tmp_path)
+    finally:
+        server.close()
+    assert (tmp_path / "big/big.bin").read_bytes() == payload
+
+
+def test_download_command_shows_progress_lines_off_a_terminal(tmp_path, no_wait, monkeypatch, capsys):
+    import hero_gym.download as dl
+
+    payload = bytes(range(256)) * 8192  # 2 MiB: two 1 MiB reads
+    server = _FlakyServer(payload, cut=0, drops=0)
+    monkeypatch.setenv("HERO_GYM_PROGRESS_INTERVAL", "0")
+    monkeypatch.setattr(dl, "manifest", lambda name: _big_manifest(payload, server.url))
+    monkeypatch.setattr(dl, "list_datasets", lambda: ["big"])
+    try:
+        assert data_main(["download", "big", "--dest", str(tmp_path)]) == 0
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and re.search(r"big\.bin: 2\.1M/2\.1M B \(100%\)", err), err
+
+
+# ------------------------------------------------------------------------------------------ set-up before the suite
+
+
+def test_ensure_fetches_only_what_is_missing(mirror, tmp_path, capsys):
+    dest = tmp_path / "data"
+    assert data_main(["ensure", "tau-v1", "tau2", "--dest", str(dest), "--base-url", mirror.url]) == 0
+    assert verify("tau-v1", dest) == []
+    # tau2's domain files come from the installed data wheels: only the files the wheels lack are fetched
+    from hero_gym.download import missing
+    assert missing(["tau-v1", "tau2"], dest) == {}
+    tau2_fetched = [e["path"] for e in data.manifest("tau2")["files"] if (dest / e["path"]).is_file()]
+    assert 0 < len(tau2_fetched) < len(data.manifest("tau2")["files"])
+    before = len(mirror.paths)
+    assert data_main(["ensure", "tau-v1", "tau2", "--dest", str(dest), "--base-url", mirror.url]) == 0
+    assert len(mirror.paths) == before  # nothing missing, nothing fetched
+
+
+def test_ensure_without_network_says_what_is_missing_and_how_to_get_it(tmp_path, capsys):
+    dest = tmp_path / "empty"
+    rc = data_main(["ensure", "tau-v1", "webshop-1k", "--dest", str(dest), "--base-url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    msg = err[0]
+    assert msg.startswith(f"error: benchmark data missing in {dest.resolve()}: tau-v1 (17 of 17 files), webshop-1k")
+    assert "Connection refused" in msg or "cannot reach" in msg
+    assert "hero-gym data download tau-v1;" in msg and "hero-gym data download webshop-1k --base-url MIRROR" in msg
+    assert "webshop/items_shuffle_1000.json" in msg  # the file with no public URL is named
+
+
+def test_suite_stops_before_running_when_data_is_missing(tmp_path):
+    """A fresh clone without ../shared: one message and the command that fixes it, not hundreds of errors."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HERO_GYM_DATA": str(tmp_path / "empty"), "HERO_GYM_DATA_CHECK": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_package.py"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out
+    assert "benchmark data missing" in out and "hero-gym data download tau-v1" in out
+    assert "tau-v1 (17 of 17 files)" in out and "webshop-1k (4 of 4 files)" in out
+    assert not re.search(r"\d+ (passed|failed|errors?)\b", out), out  # nothing ran

@@ -181,8 +181,10 @@ class OpenAIHTTPPolicy:
                 raise _Fatal(f"redirect to {request.url.copy_with(username=None, password=None, query=None)} not "
                              f"followed: it leaves the origin of {self.display_url}; set base_url to the new location")
 
-        async with httpx.AsyncClient(verify=self._ssl_context(), limits=limits, follow_redirects=True,
-                                     max_redirects=MAX_REDIRECTS, event_hooks={"request": [check_origin]}) as client:
+        # httpx's own default (5 s per read) would cut off a model that thinks longer; our deadline is per attempt.
+        async with httpx.AsyncClient(verify=self._ssl_context(), limits=limits, timeout=httpx.Timeout(self.timeout),
+                                     follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                                     event_hooks={"request": [check_origin]}) as client:
 
             async def one(req: ChatRequest) -> Generation:
                 async with gate:
