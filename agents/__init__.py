@@ -13,9 +13,9 @@ from hero_gym.extras import require_extra
 
 require_extra("train", "torch", "transformers")
 
-from hero_gym.agents.base import METHODS, TrainConfig, Trainer  # noqa: E402
+from hero_gym.agents.base import METHODS, TRAIN_METHODS, TrainConfig, Trainer  # noqa: E402
 
-__all__ = ["METHODS", "TrainConfig", "Trainer", "trainer_class", "method_config_class", "make_trainer"]
+__all__ = ["METHODS", "TRAIN_METHODS", "TrainConfig", "Trainer", "trainer_class", "method_config_class", "make_trainer"]
 
 
 # method -> (module, Trainer subclass, config dataclass of the method's own settings); imported on first use
@@ -24,18 +24,19 @@ _CLASSES = {
     "sdpo": ("hero_gym.agents.sdpo", "SDPOTrainer", "SDPOConfig"),
     "full-demo": ("hero_gym.agents.full_demo", "FullDemoTrainer", "FullDemoConfig"),
     "hero": ("hero_gym.agents.hero", "HEROTrainer", "HEROConfig"),
+    "sft": ("hero_gym.agents.sft", "SFTTrainer", "SFTConfig"),
 }
 
 
 def _method_class(method: str, which: int):
     if method not in tuple(_CLASSES):  # compared with ==, as the if-chain this replaces did (no hashing)
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+        raise ValueError(f"unknown method {method!r}; choose one of {TRAIN_METHODS}")
     entry = _CLASSES[method]
     return getattr(importlib.import_module(entry[0]), entry[which])
 
 
 def trainer_class(method: str):
-    """The Trainer subclass of `method` (grpo, sdpo, full-demo, hero)."""
+    """The Trainer subclass of `method` (grpo, sdpo, full-demo, hero, sft)."""
     return _method_class(method, 1)
 
 

@@ -30,6 +30,8 @@ from hero_gym.registry import get_spec
 from hero_gym.types import Trajectory
 
 METHODS = ("grpo", "sdpo", "full-demo", "hero")
+# Methods that train but are not compared in sweeps by default: behaviour cloning, the sweeps' warm start.
+TRAIN_METHODS = METHODS + ("sft",)
 # Settings a resumed run must share with its checkpoint (others, like steps or eval settings, may change).
 RESUME_IDENTITY = ("env_id", "split", "model", "method", "turn_budget", "group_size", "tasks_per_step", "seed", "lora",
                    "lora_r", "teacher")
@@ -48,7 +50,7 @@ class TrainConfig:
     model: str = "smollm2"
     """Model spec for :func:`hero_gym.policies.models.load_model`: "smollm2", "tiny", a folder or a hub id."""
     method: str = "hero"
-    """One of grpo, sdpo, full-demo, hero (the CLI picks the trainer class from it)."""
+    """One of grpo, sdpo, full-demo, hero, sft (the CLI picks the trainer class from it)."""
     turn_budget: int = 15
     """Training turn budget: max_turns of every training rollout (a rollout that runs out is a failure)."""
     group_size: int = 8
@@ -111,6 +113,9 @@ class TrainConfig:
     """hf (the training model itself) or vllm (VLLMPolicy, weights synced after each update; GPU only)."""
     vllm_gpu_memory_utilization: float = 0.4
     """Share of GPU memory the vLLM engine may take (the rest is for training)."""
+    prefix_cache_mb: float = 0
+    """hf rollouts: keep each conversation's attention keys/values (MB) so a turn only runs its new tokens
+    (hero_gym.policies.kv_cache; emptied whenever the weights change). 0 = off."""
     rollout_batch_size: int | None = None
     """Episodes the rollout engine advances together (None = all of a batch)."""
     env_kwargs: dict = field(default_factory=dict)
@@ -123,6 +128,9 @@ class TrainConfig:
     """Evaluation task subset (None = every task of eval_split)."""
     eval_k: int = 1
     """Attempts per evaluation task (mean@k / pass@k)."""
+    periodic_eval_k: int | None = None
+    """Attempts per task at the periodic (every `eval_every` steps) evaluations; None = eval_k. A smaller value
+    buys more points on a learning curve for the price of one final mean@k evaluation."""
     eval_max_turns: int | None = None
     """Turn cap of evaluation episodes (None = the env's default)."""
     eval_temperature: float = 1.0
@@ -145,13 +153,16 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method not in TRAIN_METHODS:
+            raise ValueError(f"method must be one of {TRAIN_METHODS}, got {self.method!r}")
         for name in ("turn_budget", "group_size", "tasks_per_step", "grad_accum", "micro_batch_size",
                      "max_new_tokens", "max_context_tokens", "eval_k"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.periodic_eval_k is not None and (isinstance(self.periodic_eval_k, bool)
+                                                 or not isinstance(self.periodic_eval_k, int) or self.periodic_eval_k < 1):
+            raise ValueError(f"periodic_eval_k must be a positive integer or None, got {self.periodic_eval_k!r}")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
         c = self.credit_rollouts_per_step
@@ -214,6 +225,9 @@ class Trainer:
     """Shared training loop. Subclasses implement :meth:`batch_loss` (and may override :meth:`prepare`)."""
 
     method_name = "base"
+    # Whether training episodes run under `turn_budget`; evaluation records of a method that does not (behaviour
+    # cloning on whole demonstrations) carry train_budget 0, which the budget-sweep plot draws as the start line.
+    uses_turn_budget = True
 
     def __init__(self, config: TrainConfig, *, model=None, tokenizer=None, rollout_fn: Callable | None = None,
                  policy=None, resume: bool = True):
@@ -284,7 +298,8 @@ class Trainer:
                 self._policy = self._vllm_policy()
             else:
                 from hero_gym.policies.hf import HFPolicy
-                self._policy = HFPolicy(self.model, self.tokenizer, name=f"{self.config.model}+{self.method_name}")
+                self._policy = HFPolicy(self.model, self.tokenizer, name=f"{self.config.model}+{self.method_name}",
+                                        prefix_cache_mb=self.config.prefix_cache_mb)
         return self._policy
 
     def _vllm_policy(self):
@@ -318,15 +333,21 @@ class Trainer:
     def task_pool(self, split: str, tasks: list[int] | None) -> list[int]:
         return list(tasks) if tasks is not None else list(range(get_spec(self.config.env_id).splits[split]))
 
-    def collect(self, step: int, micro: int) -> list[list[Trajectory]]:
-        """Rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro), G episodes each."""
+    def episode_specs(self, step: int, micro: int) -> list:
+        """The episodes of rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro),
+        G episodes each, task by task."""
         cfg = self.config
         pool = self.task_pool(cfg.split, cfg.tasks)
         rng = np.random.default_rng([cfg.seed, step, micro, self.rank])
         tasks = rng.choice(pool, size=cfg.tasks_per_step, replace=len(pool) < cfg.tasks_per_step).tolist()
         base = (cfg.seed * 1_000_003 + step * 1009 + micro * 101 + self.rank * 7_777_777) % (2**31)
-        specs = [make_episode_spec(int(t), (base + i * cfg.group_size + g) % (2**31), cfg.split, attempt=g)
-                 for i, t in enumerate(tasks) for g in range(cfg.group_size)]
+        return [make_episode_spec(int(t), (base + i * cfg.group_size + g) % (2**31), cfg.split, attempt=g)
+                for i, t in enumerate(tasks) for g in range(cfg.group_size)]
+
+    def collect(self, step: int, micro: int) -> list[list[Trajectory]]:
+        """Rollout batch `micro` of step `step`: `tasks_per_step` tasks drawn by (seed, step, micro), G episodes each."""
+        cfg = self.config
+        specs = self.episode_specs(step, micro)
         self.model.eval()
         with torch.no_grad(), self.autocast():
             trajs = self.rollout_fn(
@@ -420,7 +441,9 @@ class Trainer:
             # Why a method does not learn starts here: actions the env rejected, and how much was generated.
             "invalid_action_rate": sum(turn.invalid for turn in turns) / len(turns) if turns else 0.0,
             "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / rollout_s if rollout_s > 0 else 0.0,
+            "rollout_tokens_in": sum(t.tokens_in for t in trajs),  # context tokens the rollouts processed
             "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "peak_rss_mb": _peak_rss_mb(),
             **{f"total_{k}": v for k, v in self.counters.items()},
         }
         if self.device.type == "cuda":
@@ -503,7 +526,7 @@ class Trainer:
         finally:
             self.rollout_fn = inner
             bar.close()
-        if cfg.export_model and self.is_main and history:
+        if cfg.export_model and self.is_main and (history or not (self.out_dir / "model").is_dir()):
             self.export(self.out_dir / "model")
         if cfg.eval_split and self.is_main:
             self.evaluate(final=True)  # resumes (skips stored episodes) when the run had already finished
@@ -541,30 +564,35 @@ class Trainer:
         spec = get_spec(cfg.env_id)
         max_turns = cfg.eval_max_turns or spec.default_max_turns
         tasks = self.task_pool(cfg.eval_split, cfg.eval_tasks)
-        name = f"{self.method_name}-B{cfg.turn_budget}-s{cfg.seed}-step{self.step}"
+        budget = cfg.turn_budget if self.uses_turn_budget else 0
+        k = cfg.eval_k if final or cfg.periodic_eval_k is None else cfg.periodic_eval_k
+        name = f"{self.method_name}-B{budget}-s{cfg.seed}-step{self.step}"
         store = RunStore(self.out_dir / "eval" / ("final" if final else f"step_{self.step:05d}"))
         store.init({"env": cfg.env_id, "split": cfg.eval_split, "policy": f"{cfg.model}+{self.method_name}",
-                    "k": cfg.eval_k, "max_turns": max_turns, "seed": cfg.seed, "method": self.method_name,
-                    "train_budget": cfg.turn_budget, "temperature": cfg.eval_temperature,
+                    "k": k, "max_turns": max_turns, "seed": cfg.seed, "method": self.method_name,
+                    "train_budget": budget, "temperature": cfg.eval_temperature,
                     "max_new_tokens": cfg.max_new_tokens, "name": name, "train_step": self.step, "tasks": tasks})
         done = store.done_keys()
-        todo = [(t, a) for t in tasks for a in range(cfg.eval_k)
+        todo = [(t, a) for t in tasks for a in range(k)
                 if (cfg.env_id, cfg.eval_split, t, a) not in done]
         specs = [make_episode_spec(t, eval_seed(cfg.seed, t, a), cfg.eval_split, attempt=a) for t, a in todo]
         if specs:
+            attempt_of = {s.seed: a for s, (_, a) in zip(specs, todo)}  # seeds are unique per (task, attempt)
+
+            def keep(tr):  # stored as each episode ends, so a long evaluation that is killed resumes
+                store.append([record_from_trajectory(tr, attempt=attempt_of[tr.seed],
+                                                     policy=f"{cfg.model}+{self.method_name}", max_turns=max_turns,
+                                                     method=self.method_name, train_budget=budget, run=name)])
+
             state = rng_state()  # evaluation must not shift the training RNG stream (resume equivalence)
             self.model.eval()
-            with torch.no_grad(), self.autocast():
-                trajs = self.rollout_fn(cfg.env_id, self.policy, specs,
-                                        env_kwargs={**cfg.env_kwargs, "max_turns": max_turns},
-                                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
-                                        batch_size=cfg.rollout_batch_size)
+            # the run's OS lock: a second process started on the same run stops instead of storing the same episodes
+            with store.lock(), torch.no_grad(), self.autocast():
+                self.rollout_fn(cfg.env_id, self.policy, specs, env_kwargs={**cfg.env_kwargs, "max_turns": max_turns},
+                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                                batch_size=cfg.rollout_batch_size, on_episode=keep)
             self.model.train()
             set_rng_state(state)
-            store.append([record_from_trajectory(tr, attempt=a, policy=f"{cfg.model}+{self.method_name}",
-                                                 max_turns=max_turns, method=self.method_name,
-                                                 train_budget=cfg.turn_budget, run=name)
-                          for tr, (_, a) in zip(trajs, todo)])
         return store.dir
 
     def export(self, directory: str | Path) -> Path:
@@ -604,6 +632,15 @@ class Trainer:
 
 
 # ----- helpers shared by the methods --------------------------------------------------------------------------
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB; Linux reports KB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def set_all_seeds(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

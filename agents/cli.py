@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from hero_gym.agents import METHODS, TrainConfig, method_config_class, trainer_class
+from hero_gym.agents import METHODS, TRAIN_METHODS, TrainConfig, method_config_class, trainer_class
 
 
 class _Usage(Exception):
@@ -63,7 +63,7 @@ def _int_list(text: str) -> list[int]:
 
 def _add_train_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     if not sweep:
-        p.add_argument("--method", required=True, choices=METHODS)
+        p.add_argument("--method", required=True, choices=TRAIN_METHODS)
         p.add_argument("--turn-budget", type=int, default=15, help="max turns per training rollout")
         p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env", required=True, help="registered env id, e.g. hero_gym/WebShop-v0")
@@ -129,7 +129,7 @@ def build_configs(args, method: str, budget: int, seed: int, out: str):
             mkw[name] = value
         elif name in tfields:
             train[name] = value
-        elif not any(name in {f.name for f in dataclasses.fields(method_config_class(m))} for m in METHODS):
+        elif not any(name in {f.name for f in dataclasses.fields(method_config_class(m))} for m in TRAIN_METHODS):
             raise _Usage(f"--set {name}: no such field in TrainConfig or any method config")
         # else: another method's field (a sweep passes one --set list to every method)
     if args.user and args.user != "scripted":
@@ -185,9 +185,9 @@ def sweep_main(argv: list[str] | None = None) -> int:
     try:
         args = p.parse_args(sys.argv[1:] if argv is None else argv)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [m for m in methods if m not in METHODS]
+        bad = [m for m in methods if m not in TRAIN_METHODS]
         if bad or not methods:
-            raise _Usage(f"unknown method(s) {bad}; choose from {METHODS}")
+            raise _Usage(f"unknown method(s) {bad}; choose from {TRAIN_METHODS}")
         runs = [(m, b, s, str(Path(args.out) / f"{m}-B{b}-s{s}")) for b in args.budgets for s in args.seeds
                 for m in methods]
         for m, b, s, out in runs:  # check every configuration before the first long run starts

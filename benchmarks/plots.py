@@ -63,12 +63,24 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
     ks = sorted(table["k"].unique())
     klabel = f"mean@{ks[0]}" if len(ks) == 1 else "mean@k"
     fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
+    # Runs with train_budget 0 are the start point (the warm start, no turn-budgeted training): a horizontal
+    # line, not a point at x=0.
+    ref, table = table[table["train_budget"] == 0], table[table["train_budget"] != 0]
+    budgets = sorted(table["train_budget"].unique()) or [0]
+    span = (max(budgets) - min(budgets)) or 1
+    methods = sorted(table["method"].unique())
     for i, (m, g) in enumerate(table.groupby("method", sort=True)):
-        color = f"C{i % 10}"
-        ax_s.plot(g["train_budget"], g["success"], marker="o", color=color, label=str(m))
-        ax_s.fill_between(g["train_budget"], g["lo"], g["hi"], color=color, alpha=0.18, linewidth=0)
-        ax_t.plot(g["train_budget"], g["turns"], marker="o", color=color, label=str(m))
-    budgets = sorted(table["train_budget"].unique())
+        color, marker = f"C{i % 10}", "osD^vP*X"[i % 8]
+        # Small per-method offsets and distinct markers keep coinciding lines visible.
+        x = g["train_budget"] + (i - (len(methods) - 1) / 2) * 0.02 * span
+        ax_s.plot(x, g["success"], marker=marker, color=color, label=str(m))
+        ax_s.fill_between(x, g["lo"], g["hi"], color=color, alpha=0.15, linewidth=0)
+        ax_t.plot(x, g["turns"], marker=marker, color=color, label=str(m))
+    for j, (_, r) in enumerate(ref.iterrows()):
+        color = f"C{(len(methods) + j) % 10}"
+        ax_s.axhline(r["success"], color=color, linestyle="--", label=f"{r['method']} (start point, train_budget 0)")
+        ax_s.axhspan(r["lo"], r["hi"], color=color, alpha=0.1, linewidth=0)
+        ax_t.axhline(r["turns"], color=color, linestyle="--", label=f"{r['method']} (start point, train_budget 0)")
     for ax in (ax_s, ax_t):
         ax.set_xlabel("training turn budget (max agent turns per training episode)")
         ax.set_xticks(budgets)
@@ -82,10 +94,23 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
     ax_t.set_title("Turns used vs training budget")
     eval_turns = sorted(df["max_turns"].dropna().astype(int).unique())
     budget_note = f"; evaluation turn budget {', '.join(map(str, eval_turns))} turns" if eval_turns else ""
-    fig.suptitle(_env_title(df) + budget_note)
+    fig.suptitle(_env_title(df) + budget_note + "\n" + separation_note(table, ref))
     fig.tight_layout()
     _save(fig, out_png)
     return fig
+
+
+def separation_note(table: pd.DataFrame, ref: pd.DataFrame | None = None) -> str:
+    """One line saying whether the methods' success intervals are separated at any budget (and from the
+    reference), so a reader of a plot whose lines coincide knows it."""
+    pairs = []
+    for b, g in table.groupby("train_budget"):
+        rows = list(g.itertuples()) + (list(ref.itertuples()) if ref is not None else [])
+        pairs += [f"{x.method} vs {y.method} at budget {b}" for i, x in enumerate(rows) for y in rows[i + 1:]
+                  if x.hi < y.lo or y.hi < x.lo]
+    if not pairs:
+        return "no two lines are separated: every pair of 95% intervals overlaps at every budget"
+    return "separated (non-overlapping 95% intervals): " + "; ".join(pairs[:4]) + (" ..." if len(pairs) > 4 else "")
 
 
 def plot_task_heatmap(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from hero_gym.agents import TrainConfig, make_trainer
 from hero_gym.agents.full_demo import FullDemoConfig
 from hero_gym.agents.grpo import GRPOConfig
@@ -73,3 +75,17 @@ def build(tmp_path, method, model_seed=0, cfg_kw=None, mc=None, **kw):
         kw.setdefault("reflector", scripted_reflector((1, 3)))
     return make_trainer(config(tmp_path, method, **(cfg_kw or {})), mc or METHOD_CONFIGS[method](), model=model,
                         tokenizer=tok, rollout_fn=toy_rollout, **kw)
+
+
+def loss_before_and_after(tr, updates: int) -> tuple[float, float]:
+    """The batch loss of one fixed rollout batch before and after `updates` optimiser steps on that batch."""
+    groups = tr.collect(0, 0)
+    with torch.no_grad():
+        first = tr.batch_loss(groups, 1.0)["loss"]
+    for _ in range(updates):
+        tr.optimizer.zero_grad()
+        tr.batch_loss(groups, 1.0)
+        tr.optimizer.step()
+    with torch.no_grad():
+        last = tr.batch_loss(groups, 1.0)["loss"]
+    return first, last

@@ -23,7 +23,7 @@ from hero_gym.agents.sdpo import SDPOConfig
 from hero_gym.policies.base import CallablePolicy
 from hero_gym.policies.models import tiny_model
 
-from agents_fixtures import METHOD_CONFIGS, SECRET, build, config, scripted_reflector, toy_rollout
+from agents_fixtures import METHOD_CONFIGS, SECRET, build, config, loss_before_and_after, scripted_reflector, toy_rollout
 
 
 # ----- configuration ------------------------------------------------------------------------------------------
@@ -193,15 +193,7 @@ def test_repeated_updates_on_a_fixed_batch_reduce_its_distillation_loss(tmp_path
     with torch.no_grad():
         teacher.get_output_embeddings().weight.mul_(3.0)
     tr.teacher_model = teacher.eval()
-    groups = tr.collect(0, 0)
-    with torch.no_grad():
-        first = tr.batch_loss(groups, 1.0)["loss"]
-    for _ in range(8):
-        tr.optimizer.zero_grad()
-        tr.batch_loss(groups, 1.0)
-        tr.optimizer.step()
-    with torch.no_grad():
-        last = tr.batch_loss(groups, 1.0)["loss"]
+    first, last = loss_before_and_after(tr, 8)
     assert first > 0 and last < 0.5 * first
 
 
@@ -374,6 +366,18 @@ def test_evaluation_writes_harness_records(tmp_path):
     reloaded, _ = load_model(str(tmp_path / "sdpo" / "model"), dtype=torch.float32)
     for (n, p), q in zip(tr.model.named_parameters(), reloaded.parameters()):
         assert torch.equal(p, q), n
+
+
+def test_periodic_evaluations_use_periodic_eval_k_and_the_final_one_eval_k(tmp_path):
+    from hero_gym.records import RunStore
+
+    tr = build(tmp_path, "sdpo", cfg_kw={"steps": 2, "eval_split": "test", "eval_tasks": [0, 2], "eval_k": 3,
+                                         "eval_every": 1, "periodic_eval_k": 1, "export_model": False})
+    tr.train()
+    periodic = RunStore(tmp_path / "sdpo" / "eval" / "step_00001").load()
+    final = RunStore(tmp_path / "sdpo" / "eval" / "final").load()
+    assert sorted((r.task, r.attempt) for r in periodic) == [(0, 0), (2, 0)]
+    assert len(final) == 6 and {r.attempt for r in final} == {0, 1, 2}
 
 
 def test_ema_teacher_moves_towards_the_student_and_frozen_does_not(tmp_path):

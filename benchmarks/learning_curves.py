@@ -1,0 +1,190 @@
+"""Learning curves from stored training runs: held-out success vs optimiser step, with intervals.
+
+A training run directory (``hero-gym train --eval-split ... --eval-every N``) holds ``eval/step_NNNNN/`` and
+``eval/final/`` run stores and ``train_log.jsonl``. For every evaluation point this module reports mean@k with a
+percentile bootstrap over tasks, Wilson and Clopper-Pearson intervals on the episode count (exact for k = 1;
+with k > 1 attempts of one task are not independent, so read the bootstrap), mean turns and the invalid-action
+rate of the evaluation episodes; and, against a start point (the warm start's evaluation on the same tasks), the
+task-paired bootstrap interval of the difference. The training log adds what explains a flat curve: loss,
+gradient norm, rollout success and the method's own counters.
+
+    python -m hero_gym.benchmarks.learning_curves RUN_DIR... --start START_EVAL_DIR --md curves.md --png curves.png
+    python -m hero_gym.benchmarks.learning_curves RUN_DIR... --costs costs.md   # s/step, CPU s, RSS, tokens/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hero_gym.benchmarks.stats import bootstrap_ci, clopper_pearson_ci, per_task, wilson_ci
+from hero_gym.records import RunStore, load_frame
+
+LOG_FIELDS = ("loss", "grad_norm", "success_rate", "mean_turns", "loss_tokens", "active_tokens", "selected_fraction",
+              "rollout_invalid_rate", "step_s")
+
+
+def invalid_rate(run_dir: str | Path) -> float:
+    """Share of agent turns the env marked invalid, over the stored trajectories of a run store."""
+    bad = total = 0
+    for rec in RunStore(run_dir).load():
+        for turn in (rec.trajectory or {}).get("turns", []):
+            total += 1
+            bad += bool(turn.get("invalid"))
+    return bad / total if total else float("nan")
+
+
+def exact_intervals(successes: int, n: int) -> dict:
+    """95% Wilson and Clopper-Pearson intervals of a binomial proportion (episodes as the trials)."""
+    if n == 0:
+        return {"wilson_lo": np.nan, "wilson_hi": np.nan, "cp_lo": np.nan, "cp_hi": np.nan}
+    (wlo, whi), (clo, chi) = wilson_ci(successes, n), clopper_pearson_ci(successes, n)
+    return {"wilson_lo": wlo, "wilson_hi": whi, "cp_lo": clo, "cp_hi": chi}
+
+
+def eval_point(store_dir: str | Path, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """One evaluation point: mean@k, its intervals, turns and invalid-action rate."""
+    df = load_frame([store_dir])
+    t = per_task(df)
+    lo, hi = bootstrap_ci(t["rate"], n_boot=n_boot, seed=seed)
+    return {"tasks": len(t), "k": t.attrs["k"], "episodes": len(df), "successes": int(df["success"].sum()),
+            "success": float(t["rate"].mean()), "boot_lo": lo, "boot_hi": hi,
+            **exact_intervals(int(df["success"].sum()), len(df)), "turns": float(df["turns"].mean()),
+            "invalid_rate": invalid_rate(store_dir),
+            "method": df["method"].dropna().iloc[0] if df["method"].notna().any() else None,
+            "train_budget": df["train_budget"].dropna().iloc[0] if df["train_budget"].notna().any() else None}
+
+
+def _step_of(store: Path, run_dir: Path) -> int:
+    if store.name == "final":
+        log = run_dir / "train_log.jsonl"
+        lines = log.read_text().splitlines() if log.is_file() else []
+        return json.loads(lines[-1])["step"] if lines else 0
+    return int(store.name.split("_")[-1])
+
+
+def curve_table(run_dirs, start: str | Path | None = None, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per (run, evaluation point), step 0 = the start point when given."""
+    rows = []
+    start_tasks = None
+    if start is not None:
+        rows.append({"run": "start", "step": 0, **eval_point(start, n_boot=n_boot, seed=seed)})
+        start_tasks = per_task(load_frame([start]))["rate"]
+    for d in map(Path, run_dirs):
+        stores = sorted((d / "eval").glob("step_*")) + [p for p in [d / "eval" / "final"] if p.is_dir()]
+        for s in stores:
+            if not RunStore(s).episodes_path.is_file():
+                continue
+            row = {"run": d.name, "step": _step_of(s, d), **eval_point(s, n_boot=n_boot, seed=seed)}
+            if start_tasks is not None:
+                diff = (per_task(load_frame([s]))["rate"] - start_tasks).dropna()
+                row["diff"] = float(diff.mean()) if len(diff) else np.nan
+                row["diff_lo"], row["diff_hi"] = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+            rows.append(row)
+    return pd.DataFrame(rows).drop_duplicates(["run", "step"], keep="last")
+
+
+def log_table(run_dir: str | Path) -> pd.DataFrame:
+    """The training log's diagnostic fields per step (the fields a run logs; others are left out)."""
+    lines = (Path(run_dir) / "train_log.jsonl").read_text().splitlines()
+    df = pd.DataFrame([json.loads(x) for x in lines])
+    return df[["step"] + [f for f in LOG_FIELDS if f in df.columns] + [c for c in df.columns if c.startswith("total_")]]
+
+
+COST_FIELDS = ("step_s", "cpu_s", "rollout_s", "env_turns", "episodes", "gen_tokens", "gen_tokens_per_s",
+               "rollout_tokens_in", "peak_rss_mb")
+
+
+def cost_table(run_dirs) -> pd.DataFrame:
+    """Per run: the mean of each cost field over its logged steps (the first step, which loads and warms up, is
+    left out when there are more), and the largest peak RSS."""
+    rows = []
+    for d in map(Path, run_dirs):
+        log = d / "train_log.jsonl"
+        if not log.is_file():
+            continue
+        df = pd.DataFrame([json.loads(x) for x in log.read_text().splitlines()])
+        steady = df.iloc[1:] if len(df) > 1 else df
+        row = {"run": d.name, "method": df["method"].iloc[0], "steps": len(df)}
+        row.update({f: float(steady[f].mean()) for f in COST_FIELDS if f in df.columns and f != "peak_rss_mb"})
+        if "peak_rss_mb" in df.columns:
+            row["peak_rss_mb"] = float(df["peak_rss_mb"].max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    cols = ["run", "step", "tasks", "k", "success", "boot_lo", "boot_hi", "wilson_lo", "wilson_hi", "cp_lo", "cp_hi",
+            "diff", "diff_lo", "diff_hi", "turns", "invalid_rate"]
+    cols = [c for c in cols if c in table.columns]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in table[cols].itertuples(index=False):
+        out.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(out)
+
+
+def plot_curves(table: pd.DataFrame, out_png: str | Path):
+    """Success (bootstrap bars) and mean turns vs step, one line per run, the start point as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
+    start = table[table["run"] == "start"]
+    runs = [r for r in dict.fromkeys(table["run"]) if r != "start"]
+    for i, r in enumerate(runs):
+        g = pd.concat([start, table[table["run"] == r]]).sort_values("step")
+        x = g["step"] + (i - (len(runs) - 1) / 2) * 0.08  # offsets keep coinciding runs visible
+        err = np.vstack([g["success"] - g["boot_lo"], g["boot_hi"] - g["success"]])
+        ax_s.errorbar(x, g["success"], yerr=err, marker="osD^vP*X"[i % 8], capsize=3, label=r)
+        ax_t.plot(x, g["turns"], marker="osD^vP*X"[i % 8], label=r)
+    for _, s in start.iterrows():
+        ax_s.axhspan(s["boot_lo"], s["boot_hi"], color="grey", alpha=0.15, label="start point 95% CI")
+    ax_s.set(xlabel="optimiser step", ylabel="held-out success, mean@k (fraction)", ylim=(-0.02, 1.02),
+             title="Success vs step (bars: 95% task bootstrap)")
+    ax_t.set(xlabel="optimiser step", ylabel="mean turns per evaluation episode", title="Turns vs step")
+    for ax in (ax_s, ax_t):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="learning_curves", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="training run directories (with eval/step_*/ and eval/final/)")
+    p.add_argument("--start", default=None, help="run store of the start point's evaluation (same tasks)")
+    p.add_argument("--md", default=None, help="write the table (and each run's training log) as markdown")
+    p.add_argument("--png", default=None, help="write the plot")
+    p.add_argument("--costs", default=None, help="write the per-run cost table (s/step, CPU s, RSS, tokens/s)")
+    args = p.parse_args(argv)
+    if args.costs:
+        Path(args.costs).write_text(cost_table(args.runs).to_markdown(index=False, floatfmt=".4g") + "\n")
+    try:
+        table = curve_table(args.runs, args.start)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = to_markdown(table)
+    for d in args.runs:
+        if (Path(d) / "train_log.jsonl").is_file():
+            lt = log_table(d)
+            text += f"\n\nTraining log of {Path(d).name}:\n\n" + lt.to_markdown(index=False, floatfmt=".3g")
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text + "\n")
+    if args.png:
+        plot_curves(table, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Learning curves from stored training runs (intervals, paired difference to the start point) and the slimmed
+copy of run records for results/."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scipy.stats import binomtest
+
+from hero_gym.benchmarks import collect_runs, learning_curves as lc
+from hero_gym.records import load_frame
+from harness_fixtures import make_run
+
+TRAJ = {"turns": [{"index": 0, "action": "search[x]" * 50, "invalid": False, "reward": 0.0, "action_token_ids": [1] * 9,
+                   "observation": "page " * 100, "info": {}},
+                  {"index": 1, "action": "nonsense", "invalid": True, "reward": 0.0, "action_token_ids": [2],
+                   "observation": "page", "info": {"invalid_reason": "no action found"}}],
+        "messages": [{"role": "user", "content": "x" * 1000}], "prompt_token_ids": list(range(500))}
+
+
+def training_run(root, name, before: bool, after: bool, tasks=10):
+    d = root / name
+    make_run(d / "eval" / "step_00002", {t: [before] * 2 for t in range(tasks)}, method="m", train_budget=4,
+             trajectory=TRAJ)
+    make_run(d / "eval" / "final", {t: [after] * 2 for t in range(tasks)}, method="m", train_budget=4, trajectory=TRAJ)
+    (d / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "method": "m", "loss": 1.0 / s, "grad_norm": 0.5,
+                                                           "success_rate": 0.0, "step_s": 10.0 * s, "peak_rss_mb": 100 * s})
+                                               + "\n" for s in (1, 2, 3, 4)))
+    return d
+
+
+def test_curve_rows_intervals_and_paired_difference_to_the_start(tmp_path):
+    start = make_run(tmp_path / "start", {t: [t < 2, False] for t in range(10)}, method="sft", train_budget=0).dir
+    up = training_run(tmp_path, "up", before=False, after=True)
+    flat = training_run(tmp_path, "flat", before=False, after=False)
+    table = lc.curve_table([up, flat], start, n_boot=500).set_index(["run", "step"])
+    assert table.loc[("start", 0), "success"] == pytest.approx(0.1)
+    assert table.loc[("start", 0), "episodes"] == 20 and table.loc[("start", 0), "successes"] == 2
+    ci = binomtest(2, 20).proportion_ci(method="exact")
+    assert (table.loc[("start", 0), "cp_lo"], table.loc[("start", 0), "cp_hi"]) == pytest.approx((ci.low, ci.high))
+    assert table.loc[("start", 0), "wilson_lo"] > ci.low  # Wilson is narrower than Clopper-Pearson here
+    # the final point of `up` is at the last logged step and clearly above the start; `flat` is not
+    assert table.loc[("up", 4), "success"] == 1.0 and table.loc[("up", 4), "diff_lo"] > 0
+    assert table.loc[("flat", 4), "diff_lo"] < 0 <= table.loc[("flat", 4), "diff_hi"] + 1e-12
+    assert table.loc[("up", 2), "success"] == 0.0
+    assert table.loc[("up", 4), "invalid_rate"] == pytest.approx(0.5)
+    md = lc.to_markdown(table.reset_index())
+    assert "| up | 4 |" in md and "cp_lo" in md
+
+
+def test_cli_writes_table_log_and_plot(tmp_path, capsys):
+    start = make_run(tmp_path / "start", {t: [False] for t in range(4)}).dir
+    run = training_run(tmp_path, "r", before=False, after=True, tasks=4)
+    assert lc.main([str(run), "--start", str(start), "--md", str(tmp_path / "c.md"), "--png", str(tmp_path / "c.png")]) == 0
+    text = (tmp_path / "c.md").read_text()
+    assert "Training log of r" in text and "grad_norm" in text
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+    costs = lc.cost_table([run]).iloc[0]
+    assert costs["steps"] == 4 and costs["step_s"] == 30.0 and costs["peak_rss_mb"] == 400  # step 1 left out
+
+
+def test_collect_keeps_the_flat_fields_and_drops_tokens_and_weights(tmp_path):
+    run = training_run(tmp_path / "runs", "hero-B4-s0", before=False, after=True, tasks=3)
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "trainer_state.pt").write_bytes(b"x" * 1000)
+    (run / "config.json").write_text("{}")
+    collect_runs.collect(run, tmp_path / "res")
+    out = tmp_path / "res" / "hero-B4-s0"
+    assert not (out / "checkpoint").exists() and (out / "config.json").is_file() and (out / "train_log.jsonl").is_file()
+    for store in ("eval/final", "eval/step_00002"):
+        a, b = load_frame([run / store]), load_frame([out / store])
+        assert a.drop(columns="run").equals(b.drop(columns="run"))
+    rec = json.loads((out / "eval" / "final" / "episodes.jsonl").read_text().splitlines()[0])
+    turns = rec["trajectory"]["turns"]
+    assert [t["invalid"] for t in turns] == [False, True] and turns[1]["invalid_reason"] == "no action found"
+    assert len(turns[0]["action"]) == 200 and "action_token_ids" not in turns[0] and "observation" not in turns[0]
+    assert "messages" not in rec["trajectory"] and "prompt_token_ids" not in rec["trajectory"]
+    assert lc.invalid_rate(out / "eval" / "final") == pytest.approx(0.5)
