@@ -5,6 +5,7 @@ a few WebShop test goals, small enough for a 2-core CPU, with everything a new u
 - ``<out>/compare.md``: the ``hero-gym compare`` table (paired against the random policy);
 - ``<out>/policies.png``: mean reward and success rate per policy with 95% intervals;
 - ``<out>/trajectory.md``: one episode of the model, turn by turn (what it saw, what it did, what it got);
+- ``<out>/view.html``: the ``hero-gym view`` page of every episode, the model beside the oracle;
 - a summary table with exact (Wilson) intervals for success and task-level bootstrap intervals for reward, and a
   short reading of the numbers, printed at the end.
 """
@@ -85,19 +86,22 @@ def run_demo(cfg: DemoConfig, out=None) -> dict:
     write_tables(table, md=root / "compare.md")
     png = plot_policies(rows, root / "policies.png", title=f"{cfg.env} ({cfg.split}), {rows[0]['episodes']} episodes")
     page = trajectory_page(runs[0], root / "trajectory.md")
+    from hero_gym.viewer import build_report
+
+    view = build_report([runs[0], runs[1]], root / "view.html")  # every episode, model beside the first baseline
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"\n## {cfg.env} ({cfg.split}): tasks {cfg.tasks} x {cfg.k} attempts, {cfg.max_turns} turns\n", file=out)
     print(format_rows(rows), file=out)
     print("\n" + to_markdown(table), file=out)
     print(reading(rows, cfg), file=out)
-    print(f"\nWrote {root / 'compare.md'}, {png}, {page} and the run stores under {root}/ "
-          f"({wall:.0f} s wall, {cpu:.0f} s CPU in this process).", file=out)
+    print(f"\nWrote {root / 'compare.md'}, {png}, {page}, {view} (open in a browser) and the run stores under "
+          f"{root}/ ({wall:.0f} s wall, {cpu:.0f} s CPU in this process).", file=out)
     if errors:  # such episodes are left out of every figure above; say so, and fail the command
         spec, first = errors[0]
         print(printable(f"error: {len(errors)} episode(s) ended in error and are not in the figures (rerun to retry "
                         f"them); first, {spec} task {first.task} attempt {first.attempt}: {first.error}"),
               file=sys.stderr)
-    return {"rows": rows, "runs": runs, "png": png, "page": page, "wall_s": wall, "cpu_s": cpu,
+    return {"rows": rows, "runs": runs, "png": png, "page": page, "view": view, "wall_s": wall, "cpu_s": cpu,
             "errors": len(errors)}
 
 

@@ -28,6 +28,7 @@ def test_demo_writes_everything_a_new_user_looks_at(tmp_path, capsys):
     page = (out / "trajectory.md").read_text()
     assert page.startswith("# tiny on hero_gym/WebShop-v0 (test), task 0, attempt 0") and "## Turn 1" in page
     assert "Reading: on 2 WebShop goals x 2 attempts (4 episodes" in printed
+    assert (out / "view.html").read_text().lstrip().lower().startswith("<!doctype html")
     # a rerun resumes from the stored episodes and prints the same numbers
     assert main(argv) == 0
     again = capsys.readouterr().out
