@@ -143,13 +143,26 @@ def activation_bytes_per_token_layer(s: ModelShape, compute_bytes: int) -> int:
 
     Norm inputs stay fp32 (HF RMSNorm upcasts); projection inputs/outputs are in the compute dtype: attention
     q, k, v, its output and the o-projection input; the MLP's gate, up, activation and product (x active
-    experts for MoE).
+    experts for MoE); Qwen3's q/k norms. Checked against saved tensors on CPU by benchmarks/plan_check.py.
     """
     i = s.moe_intermediate_size * s.experts_per_token if s.num_experts else s.intermediate_size
     norms = 2 * 4 * s.hidden_size
     attn = compute_bytes * (2 * s.hidden_size + 3 * s.q_dim + 2 * s.kv_dim)
     mlp = compute_bytes * (4 * i)
+    if s.qk_norm:  # Qwen3's per-head RMSNorm keeps its fp32 input and output for q and k
+        norms += 2 * 4 * (s.q_dim + s.kv_dim)
     return norms + attn + mlp
+
+
+def activation_bytes(s: ModelShape, tokens: int, compute_bytes: int, checkpointing: bool) -> tuple[int, int]:
+    """(decoder layers, fp32 log-softmax) bytes autograd keeps for one forward of `tokens` tokens."""
+    per_layer = activation_bytes_per_token_layer(s, compute_bytes)
+    if checkpointing:  # each layer's fp32 input, plus the one layer being recomputed
+        layers = tokens * (s.num_layers * 4 * s.hidden_size + per_layer)
+    else:
+        layers = tokens * s.num_layers * per_layer
+    layers += tokens * s.hidden_size * (4 + compute_bytes)  # final norm's input and the LM head's input
+    return layers, tokens * s.vocab_size * 4
 
 
 @dataclass
@@ -216,14 +229,10 @@ def plan(c: PlanConfig, shape: ModelShape | None = None) -> Plan:
     if c.precision == "bf16-mixed":
         copies = s.n_params() if n_shard == 1 else 2 * s.layer_params()
         train["bf16 compute copies"] = copies * 2 / GIB
-    per_layer = activation_bytes_per_token_layer(s, compute)
-    t = c.train_seq_len
-    if c.grad_checkpointing:
-        act = t * (s.num_layers * 4 * s.hidden_size + per_layer)
-    else:
-        act = t * s.num_layers * per_layer
-    train["activations"] = act / GIB
-    train["logits"] = t * s.vocab_size * (compute + 4) / GIB
+    layers, logits_saved = activation_bytes(s, c.train_seq_len, compute, c.grad_checkpointing)
+    train["activations"] = layers / GIB
+    # the fp32 log-softmax autograd keeps, plus the logits alive while it is computed
+    train["logits"] = (logits_saved + c.train_seq_len * s.vocab_size * compute) / GIB
     train["runtime reserve"] = c.runtime_reserve_gb * 1e9 / GIB
 
     engine: dict[str, float] = {}
