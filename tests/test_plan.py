@@ -109,3 +109,29 @@ def test_bad_input_is_one_line(argv, msg, capsys):
     assert main(["plan", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert msg in err and "\n" not in err
+
+
+def test_vllm_settings_from_the_run_config_reach_the_engine(monkeypatch):
+    import sys
+    import types
+
+    from hero_gym.agents.base import TrainConfig, vllm_engine_kwargs
+    from hero_gym.policies.vllm import VLLMPolicy
+
+    seen = {}
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM))
+    cfg = TrainConfig(vllm_gpu_memory_utilization=0.3, vllm_tensor_parallel_size=2, max_context_tokens=1000,
+                      max_new_tokens=24)
+    VLLMPolicy("m", **vllm_engine_kwargs(cfg, "bf16-mixed"))
+    assert seen == dict(model="m", tensor_parallel_size=2, gpu_memory_utilization=0.3, max_model_len=1024,
+                        dtype="bfloat16")
+    VLLMPolicy("m", **vllm_engine_kwargs(TrainConfig(vllm_max_model_len=4096), "fp32"))
+    assert seen["max_model_len"] == 4096 and seen["dtype"] == "float32"
