@@ -113,6 +113,11 @@ class TrainConfig:
     """hf (the training model itself) or vllm (VLLMPolicy, weights synced after each update; GPU only)."""
     vllm_gpu_memory_utilization: float = 0.4
     """Share of GPU memory the vLLM engine may take (the rest is for training)."""
+    vllm_max_model_len: int | None = None
+    """vLLM's context cap (None = max_context_tokens + max_new_tokens; Qwen3's native 262k would reserve KV for
+    262k tokens). Size it with `hero-gym plan`."""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs per vLLM engine."""
     prefix_cache_mb: float = 0
     """hf rollouts: keep each conversation's attention keys/values (MB) so a turn only runs its new tokens
     (hero_gym.policies.kv_cache; emptied whenever the weights change). 0 = off."""
@@ -311,8 +316,7 @@ class Trainer:
         if path == "smollm2":
             from hero_gym.policies.models import default_model_path
             path = str(default_model_path())
-        policy = VLLMPolicy(path, gpu_memory_utilization=self.config.vllm_gpu_memory_utilization,
-                            dtype="bfloat16" if self.precision.startswith("bf16") else "float32")
+        policy = VLLMPolicy(path, **vllm_engine_kwargs(self.config, self.precision))
         policy.update_weights(self.model.state_dict())
         return policy
 
@@ -701,6 +705,14 @@ def _watched_rollout(inner: Callable, seen: dict, bar) -> Callable:
 def _default_rollout(env_id, policy, episodes, **kwargs):
     from hero_gym.rollout import run_episodes
     return run_episodes(env_id, policy, episodes, **kwargs)
+
+
+def vllm_engine_kwargs(config: TrainConfig, precision: str) -> dict:
+    """Keyword arguments of VLLMPolicy / vllm.LLM from the run config."""
+    max_len = config.vllm_max_model_len or config.max_context_tokens + config.max_new_tokens
+    return dict(gpu_memory_utilization=config.vllm_gpu_memory_utilization, max_model_len=max_len,
+                tensor_parallel_size=config.vllm_tensor_parallel_size,
+                dtype="bfloat16" if precision.startswith("bf16") else "float32")
 
 
 def clone_frozen(model):

@@ -19,6 +19,7 @@ _DISPATCH = {
     "data": ("hero_gym.download", "data_main", "download and verify benchmark data (hero-gym data --help)"),
     "train": ("hero_gym.agents.cli", "train_main", "train a policy with HERO, SDPO, Full-Demo or GRPO"),
     "sweep": ("hero_gym.agents.cli", "sweep_main", "train methods x turn budgets x seeds"),
+    "plan": ("hero_gym.agents.plan", "plan_main", "per-GPU memory and hours of a training recipe (offline)"),
 }
 
 
