@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from hero_gym.cli_parser import StrictParser
+
 EXIT_USAGE = 2
 
 # Subcommands owned by other modules: everything after the name goes to them untouched.
@@ -26,7 +28,7 @@ class UsageError(Exception):
     """A bad argument: reported as one line, exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(StrictParser):
     def error(self, message):  # one line instead of argparse's usage dump
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
@@ -78,7 +80,7 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for a local model (default: torch's default)")
     p.add_argument("--prefix-cache-mb", type=_non_negative_int, default=0,
                    help="local HF model: keep each conversation's attention cache (MB) so a turn only reads its new "
-                        "tokens (default %(default)s = off)")
+                        "tokens (default %(default)s; 0 = off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
