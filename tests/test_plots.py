@@ -15,7 +15,7 @@ ENV = "hero_gym/WebShop-v0"
 def _run(path, successes: dict[int, list[bool]], *, max_turns=4, train_budget=None, method=None, policy="oracle"):
     store = RunStore(path)
     store.init({"env": ENV, "split": "test", "policy": policy})
-    store.append([EpisodeRecord(env=ENV, split="test", task=t, attempt=a, seed=1000 * t + a, policy=policy, success=s,
+    store.append([EpisodeRecord(env=ENV, split="test", task=t, attempt=a, seed=1000 * t + a, policy=policy, success=bool(s),
                                 reward=float(s), turns=max_turns, termination_reason="purchase", tokens_in=1,
                                 tokens_out=1, env_steps=1, wall_time_s=0.1, gen_time_s=0.0, env_time_s=0.1,
                                 started_at=0.0, ended_at=0.1, method=method, train_budget=train_budget,
@@ -63,7 +63,7 @@ def test_500_task_heatmap_is_sorted_by_difficulty_and_fits_a_page(tmp_path):
     data = ax.get_images()[0].get_array()
     assert data.shape == (2, 500)
     ease = data.mean(axis=0)
-    assert (np.diff(ease) <= 1e-12).all()  # easiest first
+    assert (np.diff(ease) <= 1e-12).all() and ease[0] == 1 and ease[-1] == 0  # easiest first, and not constant
     assert fig.get_size_inches()[0] <= 12 and "500 tasks sorted by mean success" in ax.get_xlabel()
     assert "WebShop" in ax.get_title() and ENV not in ax.get_title()
     matplotlib.pyplot.close(fig)
