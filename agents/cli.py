@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 from hero_gym.agents import METHODS, TRAIN_METHODS, TrainConfig, method_config_class, trainer_class
+from hero_gym.cli_parser import StrictParser
 
 
 class _Usage(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(StrictParser):
     def error(self, message):
         raise _Usage(f"{self.prog}: {message}")
 

@@ -1,7 +1,8 @@
-"""Figures regenerated from stored run records: the training turn-budget sweep and a per-task success heat map.
+"""Figures regenerated from stored run records: the turn-budget sweep and a per-task success heat map.
 
-Both functions read run directories (hero_gym.records), save a PNG and return the matplotlib Figure so callers (and
-tests) can inspect axes, labels and legends.
+Both functions read run directories (hero_gym.records), save the figure in the format its suffix names (PNG, or PDF
+and SVG for papers) and return the matplotlib Figure so callers (and tests) can inspect axes, labels and legends.
+Titles name the benchmark (from the registry), not the env id.
 """
 
 from __future__ import annotations
@@ -26,53 +27,95 @@ from hero_gym.benchmarks.stats import bootstrap_ci, per_task  # noqa: E402
 from hero_gym.records import load_frame  # noqa: E402
 
 
-def _save(fig, out_png: str | os.PathLike) -> None:
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120, bbox_inches="tight")
+FORMATS = (".png", ".pdf", ".svg")
+
+
+def _save(fig, out: str | os.PathLike) -> None:
+    if Path(out).suffix.lower() not in FORMATS:
+        raise ValueError(f"a figure is written as {', '.join(FORMATS)}; got {str(out)!r}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
+
+
+def benchmark_name(env_id: str) -> str:
+    """A paper-style name for an env id: the benchmark part of its registry description ("TauBench v1 retail",
+    "WebShop, 1,000 products"); an unregistered id stays as it is."""
+    from hero_gym.registry import ENV_SPECS
+
+    spec = ENV_SPECS.get(env_id)
+    if spec is None:
+        return env_id
+    head = spec.description.split(":")[0].split(" (")[0]
+    return ", ".join(head.split(", ")[:2]).strip()
 
 
 def _env_title(df: pd.DataFrame) -> str:
-    envs = sorted({f"{e} ({s})" for e, s in zip(df["env"], df["split"].astype(str))})
-    return ", ".join(envs) if len(envs) <= 2 else f"{len(envs)} env/splits"
+    envs = sorted({f"{benchmark_name(e)} ({s} split)" for e, s in zip(df["env"], df["split"].astype(str))})
+    return ", ".join(envs) if len(envs) <= 2 else f"{len(envs)} benchmarks/splits"
 
 
-def budget_sweep_table(df: pd.DataFrame, *, k: int | None = None, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per (method, train_budget): mean@k with bootstrap CI, mean turns (all episodes) and number of tasks."""
-    if df["train_budget"].isna().any():
-        runs = sorted(df.loc[df["train_budget"].isna(), "run"].unique())
-        raise ValueError(f"run(s) {runs} have episodes without train_budget; a budget sweep needs it on every record")
+BUDGETS = {"train": ("train_budget", "training turn budget (max agent turns per training episode)"),
+           "eval": ("max_turns", "evaluation turn budget (max agent turns per evaluated episode)")}
+
+
+def sweep_budget(df: pd.DataFrame, budget: str = "auto") -> str:
+    """Which budget a sweep plots: "train" (the checkpoints' training turn budget) or "eval" (the evaluation turn
+    budget, for plain `eval` runs at several --max-turns). "auto" takes "train" when every record has one, "eval"
+    when none has."""
+    if budget not in ("auto", *BUDGETS):
+        raise ValueError(f"budget must be auto, train or eval, got {budget!r}")
+    missing = df["train_budget"].isna()
+    if budget == "auto":
+        if missing.all():
+            return "eval"
+        budget = "train"
+    if budget == "train" and missing.any():
+        runs = sorted(df.loc[missing, "run"].unique())
+        raise ValueError(f"run(s) {runs} have episodes without train_budget; a training-budget sweep needs it on every "
+                         "record (plot the evaluation budget with --budget eval)")
+    return budget
+
+
+def budget_sweep_table(df: pd.DataFrame, *, k: int | None = None, n_boot: int = 2000, seed: int = 0,
+                       budget: str = "auto") -> pd.DataFrame:
+    """Per (method, budget): mean@k with bootstrap CI, mean turns (all episodes) and number of tasks. The budget
+    column is named for the budget plotted (``train_budget`` or ``max_turns``, see :func:`sweep_budget`)."""
+    col = BUDGETS[sweep_budget(df, budget)][0]
     pairs = sorted({f"{e} ({s})" for e, s in zip(df["env"], df["split"].astype(str))})
     if len(pairs) > 1:
         raise ValueError(f"a budget sweep plots one env/split, got {pairs}; plot each separately")
     method = df["method"].astype(object).where(df["method"].notna(), df["policy"])  # untrained baselines: by policy
-    df = df.assign(method=method, train_budget=df["train_budget"].astype(int))
+    df = df.assign(method=method, **{col: df[col].astype(int)})
     rows = []
-    for (m, b), g in df.groupby(["method", "train_budget"], sort=True):
+    for (m, b), g in df.groupby(["method", col], sort=True):
         t = per_task(g, k)
         lo, hi = bootstrap_ci(t["rate"], n_boot=n_boot, seed=seed)
-        rows.append({"method": m, "train_budget": b, "k": t.attrs["k"], "success": t["rate"].mean(), "lo": lo,
+        rows.append({"method": m, col: b, "k": t.attrs["k"], "success": t["rate"].mean(), "lo": lo,
                      "hi": hi, "turns": g["turns"].mean(), "tasks": len(t)})
     return pd.DataFrame(rows)
 
 
-def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike, *, k: int | None = None,
-                      n_boot: int = 2000, seed: int = 0):
-    """Success (mean@k, 95% bootstrap band) and mean turns against the training turn budget, one line per method."""
+def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, *, k: int | None = None,
+                      n_boot: int = 2000, seed: int = 0, budget: str = "auto"):
+    """Success (mean@k, 95% bootstrap band) and mean turns against a turn budget, one line per method; the x axis
+    says which budget (:func:`sweep_budget`)."""
     df = load_frame(run_dirs)
-    table = budget_sweep_table(df, k=k, n_boot=n_boot, seed=seed)
+    which = sweep_budget(df, budget)
+    col, xlabel = BUDGETS[which]
+    table = budget_sweep_table(df, k=k, n_boot=n_boot, seed=seed, budget=which)
     ks = sorted(table["k"].unique())
     klabel = f"mean@{ks[0]}" if len(ks) == 1 else "mean@k"
     fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
     # Runs with train_budget 0 are the start point (the warm start, no turn-budgeted training): a horizontal
     # line, not a point at x=0.
-    ref, table = table[table["train_budget"] == 0], table[table["train_budget"] != 0]
-    budgets = sorted(table["train_budget"].unique()) or [0]
+    ref, table = table[table[col] == 0], table[table[col] != 0]
+    budgets = sorted(table[col].unique()) or [0]
     span = (max(budgets) - min(budgets)) or 1
     methods = sorted(table["method"].unique())
     for i, (m, g) in enumerate(table.groupby("method", sort=True)):
         color, marker = f"C{i % 10}", "osD^vP*X"[i % 8]
         # Small per-method offsets and distinct markers keep coinciding lines visible.
-        x = g["train_budget"] + (i - (len(methods) - 1) / 2) * 0.02 * span
+        x = g[col] + (i - (len(methods) - 1) / 2) * 0.02 * span
         ax_s.plot(x, g["success"], marker=marker, color=color, label=str(m))
         ax_s.fill_between(x, g["lo"], g["hi"], color=color, alpha=0.15, linewidth=0)
         ax_t.plot(x, g["turns"], marker=marker, color=color, label=str(m))
@@ -82,29 +125,32 @@ def plot_budget_sweep(run_dirs: Sequence[str | os.PathLike], out_png: str | os.P
         ax_s.axhspan(r["lo"], r["hi"], color=color, alpha=0.1, linewidth=0)
         ax_t.axhline(r["turns"], color=color, linestyle="--", label=f"{r['method']} (start point, train_budget 0)")
     for ax in (ax_s, ax_t):
-        ax.set_xlabel("training turn budget (max agent turns per training episode)")
+        ax.set_xlabel(xlabel)
         ax.set_xticks(budgets)
         ax.grid(alpha=0.3)
-        ax.legend(title="method")
+    ax_s.legend(title="method")  # one legend: both panels share the methods and colours
     ax_s.set_ylabel(f"success, {klabel} (fraction of episodes)")
     ax_s.set_ylim(-0.02, 1.02)
-    ax_s.set_title(f"Success vs training budget (band: 95% bootstrap CI over tasks)")
+    name = "training" if which == "train" else "evaluation"
+    ax_s.set_title(f"Success vs {name} budget (band: 95% bootstrap CI over tasks)")
     ax_t.set_ylabel("mean turns per evaluation episode (turns)")
     ax_t.set_ylim(bottom=0)
-    ax_t.set_title("Turns used vs training budget")
-    eval_turns = sorted(df["max_turns"].dropna().astype(int).unique())
-    budget_note = f"; evaluation turn budget {', '.join(map(str, eval_turns))} turns" if eval_turns else ""
-    fig.suptitle(_env_title(df) + budget_note + "\n" + separation_note(table, ref))
+    ax_t.set_title(f"Turns used vs {name} budget")
+    note = ""
+    if which == "train":
+        eval_turns = sorted(df["max_turns"].dropna().astype(int).unique())
+        note = f"; evaluation turn budget {', '.join(map(str, eval_turns))} turns" if eval_turns else ""
+    fig.suptitle(_env_title(df) + note + "\n" + separation_note(table, ref, col=col))
     fig.tight_layout()
-    _save(fig, out_png)
+    _save(fig, out)
     return fig
 
 
-def separation_note(table: pd.DataFrame, ref: pd.DataFrame | None = None) -> str:
+def separation_note(table: pd.DataFrame, ref: pd.DataFrame | None = None, col: str = "train_budget") -> str:
     """One line saying whether the methods' success intervals are separated at any budget (and from the
     reference), so a reader of a plot whose lines coincide knows it."""
     pairs = []
-    for b, g in table.groupby("train_budget"):
+    for b, g in table.groupby(col):
         rows = list(g.itertuples()) + (list(ref.itertuples()) if ref is not None else [])
         pairs += [f"{x.method} vs {y.method} at budget {b}" for i, x in enumerate(rows) for y in rows[i + 1:]
                   if x.hi < y.lo or y.hi < x.lo]
@@ -113,27 +159,37 @@ def separation_note(table: pd.DataFrame, ref: pd.DataFrame | None = None) -> str
     return "separated (non-overlapping 95% intervals): " + "; ".join(pairs[:4]) + (" ..." if len(pairs) > 4 else "")
 
 
-def plot_task_heatmap(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike):
-    """Per-task success rate (fraction of attempts solved), one row per run, one column per task."""
+def plot_task_heatmap(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike):
+    """Per-task success rate (fraction of attempts solved), one row per run, one column per task.
+
+    Tasks are sorted by difficulty (mean success over the runs, easiest first; ties by task index), so a few hundred
+    columns still read as regions where runs differ. Up to 40 tasks every column is labelled with its index; beyond
+    that the axis is the difficulty rank, with a few ticks.
+    """
     df = load_frame(run_dirs)
     rate = df.groupby(["run", "task"])["success"].mean().unstack("task")
     order = [r for r in dict.fromkeys(df["run"])]  # keep the order the runs were given in
     rate = rate.loc[order]
+    ease = rate.mean(axis=0)  # over the runs that attempted the task
+    cols = sorted(rate.columns, key=lambda t: (-ease[t], t))
+    rate = rate[cols]
     n_tasks = rate.shape[1]
-    fig, ax = plt.subplots(figsize=(min(3 + 0.28 * n_tasks, 24), 1.6 + 0.45 * len(rate)))
+    width = min(3 + 0.28 * n_tasks, 12)
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.45 * len(rate)))
     masked = np.ma.masked_invalid(rate.to_numpy(dtype=float))  # tasks a run did not attempt stay blank
     im = ax.imshow(masked, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_yticks(range(len(rate)), labels=[str(r) for r in rate.index])
-    step = max(1, n_tasks // 40)
-    ax.set_xticks(range(0, n_tasks, step), labels=[str(t) for t in rate.columns[::step]],
-                  rotation=90 if n_tasks > 20 else 0)
-    ax.set_xlabel("task index")
+    if n_tasks <= 40:
+        ax.set_xticks(range(n_tasks), labels=[str(t) for t in rate.columns], rotation=90 if n_tasks > 20 else 0)
+        ax.set_xlabel("task index (sorted by mean success, easiest first)")
+    else:
+        ax.set_xlabel(f"{n_tasks} tasks sorted by mean success over the runs (easiest first)")
     ax.set_ylabel("run")
     ax.set_title(f"Per-task success rate: {_env_title(df)}")
     cbar = fig.colorbar(im, ax=ax, pad=0.01)
     cbar.set_label("success rate (fraction of attempts)")
     fig.tight_layout()
-    _save(fig, out_png)
+    _save(fig, out)
     return fig
 
 

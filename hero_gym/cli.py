@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from hero_gym.cli_parser import StrictParser
+
 EXIT_USAGE = 2
 
 # Subcommands owned by other modules: everything after the name goes to them untouched.
@@ -27,7 +29,7 @@ class UsageError(Exception):
     """A bad argument: reported as one line, exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(StrictParser):
     def error(self, message):  # one line instead of argparse's usage dump
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
@@ -79,7 +81,7 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for a local model (default: torch's default)")
     p.add_argument("--prefix-cache-mb", type=_non_negative_int, default=0,
                    help="local HF model: keep each conversation's attention cache (MB) so a turn only reads its new "
-                        "tokens (default %(default)s = off)")
+                        "tokens (default %(default)s; 0 = off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -133,16 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="figures from runs")
     psub = p.add_subparsers(dest="plot", metavar="KIND", parser_class=_Parser)
-    for name, help_ in (("budget-sweep", "success and turns against the training turn budget, per method"),
-                        ("heatmap", "per-task success rate, one row per run")):
+    for name, help_ in (("budget-sweep", "success and turns against the turn budget, per method"),
+                        ("heatmap", "per-task success rate, one row per run, tasks sorted by difficulty")):
         q = psub.add_parser(name, help=help_)
         q.add_argument("runs", nargs="+", metavar="RUN")
-        q.add_argument("--out", required=True, help="PNG file to write")
+        q.add_argument("--out", required=True, help="figure to write: .png, .pdf or .svg")
+        if name == "budget-sweep":
+            q.add_argument("--budget", choices=("auto", "train", "eval"), default="auto",
+                           help="x axis: the checkpoints' training turn budget, or the evaluation turn budget of "
+                                "plain eval runs (default auto: train when every record has one, else eval)")
     q = psub.add_parser("credit", help="action tokens of a training step shaded by the teacher-student divergence")
     q.add_argument("run", metavar="RUN", help="training run directory (with credit/step_NNNNN.jsonl)")
     q.add_argument("--step", type=_positive_int, required=True, help="training step (as in train_log.jsonl)")
     q.add_argument("--rollouts", type=_positive_int, default=4, help="rollouts shown (default %(default)s)")
-    q.add_argument("--out", required=True, help="PNG file to write")
+    q.add_argument("--out", required=True, help="figure to write: .png, .pdf or .svg")
 
     p = sub.add_parser("view", help="one self-contained HTML page of a run (or two side by side): episodes, turns, "
                                     "training steps with per-token credit")
@@ -238,16 +244,16 @@ def _cmd_compare(args) -> int:
 def _cmd_plot(args) -> int:
     if not args.plot:
         raise UsageError("hero-gym plot: choose budget-sweep, heatmap or credit (see hero-gym plot --help)")
-    if not args.out.lower().endswith(".png"):
-        raise UsageError(f"hero-gym plot: --out must name a .png file, got {args.out!r}")
+    if Path(args.out).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"hero-gym plot: --out must name a .png, .pdf or .svg file, got {args.out!r}")
     from hero_gym.benchmarks import plots
 
     if args.plot == "credit":
         plots.plot_credit(args.run, args.step, args.out, max_rollouts=args.rollouts)
-        print(f"wrote {args.out}")
-        return 0
-    fn = plots.plot_budget_sweep if args.plot == "budget-sweep" else plots.plot_task_heatmap
-    fn(args.runs, args.out)
+    elif args.plot == "budget-sweep":
+        plots.plot_budget_sweep(args.runs, args.out, budget=args.budget)
+    else:
+        plots.plot_task_heatmap(args.runs, args.out)
     print(f"wrote {args.out}")
     return 0
 

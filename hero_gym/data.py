@@ -2,7 +2,9 @@
 
 A dataset is a manifest in ``hero_gym/manifests/<name>.json`` listing files relative to the data directory (the
 layout of ``shared/data``: ``tau/v1/retail/users.json``, ``webshop/items_shuffle_1000.json``…). The data
-directory is ``$HERO_GYM_DATA`` if set, else ``~/.cache/hero_gym/data``. Files are verified once per process.
+directory is ``$HERO_GYM_DATA`` if set, else a ``shared/data`` folder beside the source checkout (where the tests
+find it), else ``~/.cache/hero_gym/data``; installed data wheels (tau2) come after it. Files are verified once per
+process.
 
 An entry whose full sha256 is not known has ``"sha256": null`` (never a guessed value) and is *unpinned*: it must
 give its size in ``bytes`` and may give the known ends of its digest (``sha256_prefix``/``sha256_suffix``, e.g.
@@ -39,11 +41,22 @@ class UnpinnedDataWarning(UserWarning):
 
 
 def data_dir() -> Path:
-    """The directory data files are read from (and downloaded to)."""
+    """The directory data files are read from (and downloaded to); see :func:`data_dir_source` for the order."""
+    return data_dir_source()[0]
+
+
+def data_dir_source() -> tuple[Path, str]:
+    """(data directory, why it was chosen). Looked for in order: ``$HERO_GYM_DATA``; a ``shared/data`` folder beside
+    the source checkout this package runs from (where ``make test`` finds the reference data, so the CLI and the
+    tests read the same files); else ``~/.cache/hero_gym/data``."""
     env = os.environ.get(ENV_VAR)
     if env:
-        return Path(env).expanduser().resolve()
-    return Path.home() / ".cache" / "hero_gym" / "data"
+        return Path(env).expanduser().resolve(), f"${ENV_VAR}"
+    checkout = Path(__file__).resolve().parents[1]
+    beside = checkout.parent / "shared" / "data"
+    if (checkout / "pyproject.toml").is_file() and beside.is_dir():
+        return beside, f"the shared/data folder beside the source checkout {checkout}"
+    return Path.home() / ".cache" / "hero_gym" / "data", f"the default (no ${ENV_VAR}, no shared/data beside a checkout)"
 
 
 @lru_cache(maxsize=None)

