@@ -198,7 +198,7 @@ def test_cli_download_from_local_mirror_then_verify(stand_in, mirror, tmp_path, 
                                                                        ATTRS: "unpinned"}
     assert data_main(["verify", DATASET, "--dest", str(dest)]) == 0
     out = capsys.readouterr().out
-    assert "ok (2 unpinned file(s)" in out and out.count("\n  unpinned ") == 2
+    assert "ok (3/3 files present) (2 unpinned file(s)" in out and out.count("\n  unpinned ") == 2
 
     before = len(mirror.paths)
     assert download(DATASET, dest, base_url=mirror.url) == []  # valid files are kept, nothing fetched
