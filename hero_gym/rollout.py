@@ -22,7 +22,10 @@ share of each batched generate call: the call's time over the requests in it, so
 generating) and started_at/ended_at (Unix times of the span, so a run's real wall time is the union of the spans).
 
 Failures: a generation with ``error`` set (or an env that raises) ends that episode with termination_reason
-"error" and ``Trajectory.error`` set; the other episodes go on.
+"error" and ``Trajectory.error`` set; the other episodes go on. One exception: a conversation that has outgrown the
+model's context after at least one agent turn (finish_reason "context_overflow") is not a failure of the run but of
+the agent, like running out of turns: the episode ends truncated with termination_reason "context_limit" and reward
+0, and counts as a result. A first prompt that does not fit at all is still an error (the setup is wrong).
 
 Executors
 ---------
@@ -222,6 +225,12 @@ class _Episode:
         t.termination_reason, t.error, t.reward, t.success = "error", message, 0.0, False
         self.done = True
 
+    def out_of_context(self, message: str):
+        t = self.traj
+        t.termination_reason, t.truncated, t.terminated, t.reward, t.success = "context_limit", True, False, 0.0, False
+        t.reward_info = {**(t.reward_info or {}), "context_limit": message}
+        self.done = True
+
     def finish_timing(self):
         self.traj.wall_time_s = time.perf_counter() - self.t0
         self.traj.ended_at = time.time()
@@ -368,7 +377,9 @@ def run_episodes(
                     gen = Generation(text="", error=f"policy returned {type(gen).__name__}, not Generation",
                                      finish_reason="error")
                 ep.gen = gen
-                if gen.error:
+                if gen.error and gen.finish_reason == "context_overflow" and ep.traj.num_turns > 0:
+                    ep.out_of_context(gen.error)
+                elif gen.error:
                     ep.fail(f"generation failed: {gen.error}")
                 elif not isinstance(gen.text, str):
                     ep.fail(f"generation text is {type(gen.text).__name__}, not str")

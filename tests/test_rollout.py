@@ -331,6 +331,21 @@ def test_a_prompt_too_long_for_the_model_is_an_episode_error(tiny_policy):
     assert traj.termination_reason == "error" and "does not fit the model's context of 4096" in traj.error
 
 
+def test_a_conversation_that_outgrows_the_context_is_truncated_not_an_error(tiny_policy):
+    (first,) = run_episodes("hero_gym/WebShop-v0", tiny_policy, [EpisodeSpec(0, seed=1)],
+                            env_kwargs={"max_turns": 1}, max_new_tokens=8)
+    old = tiny_policy.max_context
+    tiny_policy.max_context = len(first.prompt_token_ids) + 9  # turn 1 fits; turn 2 adds a whole page and does not
+    try:
+        (traj,) = run_episodes("hero_gym/WebShop-v0", tiny_policy, [EpisodeSpec(0, seed=1)],
+                               env_kwargs={"max_turns": 3}, max_new_tokens=8)
+    finally:
+        tiny_policy.max_context = old
+    assert traj.error is None and traj.num_turns == 1
+    assert traj.termination_reason == "context_limit" and traj.truncated and traj.reward == 0.0 and not traj.success
+    assert "does not fit the model's context" in traj.reward_info["context_limit"]
+
+
 # ----- reuse of keys/values across turns ---------------------------------------------------------------------
 
 def test_prefix_cache_gives_the_same_rollouts_and_reuses_tokens(tiny_policy):

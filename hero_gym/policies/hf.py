@@ -38,6 +38,10 @@ from hero_gym.policies.base import ChatRequest
 from hero_gym.types import Generation
 
 
+class ContextOverflow(ValueError):
+    """The prompt no longer fits the model's context (its Generation has finish_reason "context_overflow")."""
+
+
 class HFPolicy:
     """Policy over a transformers causal LM. `model` and `tokenizer` stay public so trainers can reuse them.
 
@@ -124,12 +128,13 @@ class HFPolicy:
                     raise ValueError(f"max_new_tokens must be >= 1, got {req.max_new_tokens}")
                 if self.max_context is not None:
                     if len(ids) >= self.max_context:
-                        raise ValueError(f"prompt of {len(ids)} tokens does not fit the model's context of "
+                        raise ContextOverflow(f"prompt of {len(ids)} tokens does not fit the model's context of "
                                          f"{self.max_context}")
                     budget = min(budget, self.max_context - len(ids))
                 jobs.append((i, ids, budget, req))
             except Exception as e:  # one bad request must not sink the batch
-                out[i] = Generation(text="", error=f"{type(e).__name__}: {e}", finish_reason="error")
+                out[i] = Generation(text="", error=f"{type(e).__name__}: {e}",
+                                    finish_reason="context_overflow" if isinstance(e, ContextOverflow) else "error")
         # Similar lengths share a micro-batch (less padding); outputs do not depend on batch composition.
         jobs.sort(key=lambda job: len(job[1]))
         for start in range(0, len(jobs), self.batch_size):
