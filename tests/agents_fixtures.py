@@ -74,7 +74,7 @@ def build(tmp_path, method, model_seed=0, cfg_kw=None, mc=None, **kw):
     if method == "hero":
         kw.setdefault("reflector", scripted_reflector((1, 3)))
     return make_trainer(config(tmp_path, method, **(cfg_kw or {})), mc or METHOD_CONFIGS[method](), model=model,
-                        tokenizer=tok, rollout_fn=toy_rollout, **kw)
+                        tokenizer=tok, **{"rollout_fn": toy_rollout, **kw})
 
 
 def loss_before_and_after(tr, updates: int) -> tuple[float, float]:

@@ -536,3 +536,23 @@ def test_hero_per_turn_reflection_asks_once_per_turn_and_uses_free_text(tmp_path
     with pytest.raises(ValueError, match="reflect_mode"):
         make_trainer(config(tmp_path, "hero"), HEROConfig(reflect_mode="sometimes"), model=model, tokenizer=tok,
                      rollout_fn=toy_rollout, reflector=CallablePolicy(review, name="reviewer"))
+
+
+def test_bf16_evaluation_decodes_from_a_bf16_copy_and_leaves_the_trained_weights_alone(tmp_path):
+    from hero_gym.records import RunStore
+
+    seen = []
+
+    def rollout(env_id, policy, specs, **kw):
+        seen.append({p.dtype for p in policy.model.parameters()})
+        return toy_rollout(env_id, policy, specs, **kw)
+
+    tr = build(tmp_path, "sdpo", cfg_kw={"steps": 1, "eval_split": "test", "eval_tasks": [0, 2], "eval_k": 2,
+                                         "eval_precision": "bf16", "export_model": False}, rollout_fn=rollout)
+    tr.train()
+    assert seen[0] == {torch.float32}  # the training rollout: the trained weights
+    assert seen[-1] == {torch.bfloat16}  # the evaluation: a bf16 copy
+    assert {p.dtype for p in tr.model.parameters()} == {torch.float32}
+    assert len(RunStore(tmp_path / "sdpo" / "eval" / "final").load()) == 4
+    with pytest.raises(ValueError, match="eval_precision must be same or bf16"):
+        config(tmp_path, "sdpo", eval_precision="fp16").validate()

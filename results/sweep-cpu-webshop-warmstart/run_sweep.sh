@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# The CPU budget sweep from the SFT warm start (README.md in this folder). Every step resumes from its checkpoint or
-# its stored evaluation episodes: after a kill, run this script again. Each finished run's records are copied
-# (slimmed, no weights) into this folder by collect_runs; wall times go to wall_times.log.
+# The CPU budget sweep from the SFT warm start (README.md in this folder), one lane of it: run the jobs named on
+# the command line in order, e.g.
+#   run_sweep.sh base full-demo-B4-s0 sdpo-B4-s0        # lane A
+#   run_sweep.sh hero-B4-s0 grpo-B4-s0                  # lane B, started beside it
+# JOB is `warmstart` (train the warm start), `base` (its evaluation: the sweep's Base row) or METHOD-B<budget>-s<seed>
+# (optionally with -G1: 4 tasks x 1 rollout per step). Every job resumes from its checkpoint or its stored
+# evaluation episodes: after a kill, run the same lane again. A failed job is retried twice, then the lane stops.
+# Each finished job's records are copied (slimmed, no weights) into this folder by collect_runs; wall times go to
+# wall_times.log.
 set -u
 cd "$(dirname "$0")/../.."
-export HERO_GYM_DATA=${HERO_GYM_DATA:-/work/shared/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# One thread per process, two lanes on a 2-core machine: a 2-thread process loses 15-20x on its decode steps as
+# soon as anything else runs (OpenMP threads spin at every barrier waiting for a descheduled sibling).
+export HERO_GYM_DATA=${HERO_GYM_DATA:-/work/shared/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Large tensors go to mmap and back to the OS when freed, so a lane holds its training peak only while it trains.
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 HG=${HG:-.venv/bin/hero-gym}
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/i8}
 RES=results/sweep-cpu-webshop-warmstart
 EK=$(cat $RES/env_kwargs.json)
 WARM=$RUNS/warmstart-sft
-# Shared by every run: env settings, generation cap, evaluation set (test goals 0-49, mean@4, 8 turns).
+# Shared by every run: env settings, generation cap, evaluation set (test goals 0-49, mean@4, 8 turns) decoded
+# from a bf16 copy of the weights.
 COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed
-        --set prefix_cache_mb=2048 --set rollout_batch_size=8 --set "env_kwargs=$EK"
+        --set prefix_cache_mb=1024 --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK"
         --eval-split test --eval-tasks 0-49 --eval-k 4 --eval-max-turns 8)
 # The four methods from the warm start: 12 steps x 2 tasks x G=2, lr 3e-5; learning-curve points at steps 4 and 8
 # (the 50 test goals, 1 attempt each) and the final mean@4 at step 12.
@@ -30,25 +41,30 @@ step() {  # step NAME COMMAND...: run, time, log
   return $rc
 }
 
-# 1. Warm start: behaviour cloning on oracle demonstrations of the train split (10 steps x 4 tasks, lr 1e-4),
-#    exported to $WARM/model; its evaluation on the test set is the sweep's Base row (eval/final).
-step warmstart $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step 4 --steps 10 --lr 1e-4 \
-    "${COMMON[@]}" --out $WARM || exit 1
-$PY -m hero_gym.benchmarks.collect_runs $WARM --out $RES
+job() {
+  case $1 in
+    warmstart|base)  # behaviour cloning on oracle demonstrations of the train split (10 steps x 4 tasks, lr 1e-4),
+                     # exported to $WARM/model; its evaluation (eval/final) is the Base row
+      step $1 $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step 4 --steps 10 --lr 1e-4 \
+          "${COMMON[@]}" --out $WARM &&
+      $PY -m hero_gym.benchmarks.collect_runs $WARM --out $RES ;;
+    *-G1)
+      local r=${1%-G1} m b s
+      m=${r%-B*}; b=${r##*-B}; s=${b#*-s}; b=${b%-s*}
+      step $1 $HG sweep --methods $m --budgets $b --seeds $s "${METHODS[@]}" --group-size 1 --tasks-per-step 4 \
+          "${COMMON[@]}" --out $RUNS/sweep-G1 &&
+      $PY -m hero_gym.benchmarks.collect_runs $RUNS/sweep-G1/$r --out $RES/G1 ;;
+    *)
+      local m b s
+      m=${1%-B*}; b=${1##*-B}; s=${b#*-s}; b=${b%-s*}
+      step $1 $HG sweep --methods $m --budgets $b --seeds $s "${METHODS[@]}" "${COMMON[@]}" --out $RUNS/sweep &&
+      $PY -m hero_gym.benchmarks.collect_runs $RUNS/sweep/$1 --out $RES ;;
+  esac
+}
 
-# 2. The most informative runs first: one seed of every method at both budgets, then the other seeds; one run per
-#    call so each run's records are collected as soon as it ends.
-for bs in "4 0" "8 0" "4 1" "8 1" "4 2" "8 2"; do
-  set -- $bs
-  for m in full-demo hero sdpo grpo; do
-    step "$m-B$1-s$2" $HG sweep --methods $m --budgets $1 --seeds $2 "${METHODS[@]}" "${COMMON[@]}" --out $RUNS/sweep
-    $PY -m hero_gym.benchmarks.collect_runs $RUNS/sweep/$m-B$1-s$2 --out $RES
+for j in "$@"; do
+  for try in 1 2 3; do
+    job $j && break
+    [ $try = 3 ] && { echo "$(date -u +%FT%TZ) lane stops: $j failed 3 times" >> $RES/wall_times.log; exit 1; }
   done
-done
-
-# 3. G = 1 (equal env interactions: 4 tasks x 1 rollout per step) for the distillation methods.
-for m in full-demo hero sdpo; do
-  step "$m-B4-s0-G1" $HG sweep --methods $m --budgets 4 --seeds 0 "${METHODS[@]}" --group-size 1 --tasks-per-step 4 \
-      "${COMMON[@]}" --out $RUNS/sweep-G1
-  $PY -m hero_gym.benchmarks.collect_runs $RUNS/sweep-G1/$m-B4-s0 --out $RES/G1
 done
