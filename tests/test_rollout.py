@@ -389,3 +389,34 @@ def test_prefix_cache_budget_and_bad_models(tiny_policy):
     model.config.layer_types = ["sliding_attention"] * model.config.num_hidden_layers
     with pytest.raises(ValueError, match="full attention"):
         HFPolicy(model, tok, prefix_cache_mb=8)
+
+
+def test_rows_leave_the_batch_as_they_finish_and_their_keys_are_kept_right(tiny_policy):
+    # Budgets 2, 5 and 9 in one batch: the batch shrinks 3 -> 2 -> 1, and each row's stored keys/values (stored
+    # when it left) let the next turn continue exactly as an uncached policy does.
+    from hero_gym.policies.base import ChatRequest
+
+    model, tok = tiny_policy.model, tiny_policy.tokenizer
+    cached = HFPolicy(model, tok, batch_size=3, prefix_cache_mb=64)
+    prompts = [chat.prompt_ids(tok, [{"role": "user", "content": "q" * k}]) for k in (3, 5, 7)]
+    budgets = (2, 5, 9)
+    rows = []
+    handle = model.register_forward_pre_hook(lambda _m, args, kw: rows.append(kw["input_ids"].shape[0]),
+                                             with_kwargs=True)
+    try:
+        first = cached.generate([ChatRequest(messages=[], prompt_token_ids=p, max_new_tokens=b, seed=i)
+                                 for i, (p, b) in enumerate(zip(prompts, budgets))])
+    finally:
+        handle.remove()
+    assert [g.finish_reason for g in first] == ["length"] * 3 and [len(g.token_ids) for g in first] == [2, 5, 9]
+    assert rows == [3, 3, 2, 2, 2, 1, 1, 1, 1]  # the first forward, then one per decode step
+    alone = [tiny_policy.generate([ChatRequest(messages=[], prompt_token_ids=p, max_new_tokens=b, seed=i)])[0]
+             for i, (p, b) in enumerate(zip(prompts, budgets))]
+    assert [g.token_ids for g in first] == [g.token_ids for g in alone]
+    nxt = [p + g.token_ids + tok.encode(" next", add_special_tokens=False) for p, g in zip(prompts, first)]
+    again = cached.generate([ChatRequest(messages=[], prompt_token_ids=p, max_new_tokens=6, seed=9) for p in nxt])
+    plain = tiny_policy.generate([ChatRequest(messages=[], prompt_token_ids=p, max_new_tokens=6, seed=9) for p in nxt])
+    assert cached.prefix_cache.hits == 3
+    for a, b in zip(again, plain):
+        assert a.token_ids == b.token_ids
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)

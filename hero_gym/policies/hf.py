@@ -205,17 +205,16 @@ class HFPolicy:
             out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
                              **first_kwargs)
             fed = 0  # decode steps run after the first forward (each fed one token per row)
+            live = list(range(n))  # the chunk row behind each row of the batch still decoding
             for step in range(steps):
                 logits = out.logits[:, -1, :].float()
                 logprobs = torch.log_softmax(logits, dim=-1)
                 next_ids = []
-                for r, (_, _, budget, req) in enumerate(chunk):
-                    if finish[r] is not None:
-                        next_ids.append(self.pad_id)
-                        continue
-                    tok = self._pick(logits[r], req, gens[r])
+                for b, r in enumerate(live):
+                    _, _, budget, req = chunk[r]
+                    tok = self._pick(logits[b], req, gens[r])
                     tokens[r].append(tok)
-                    logps[r].append(float(logprobs[r, tok]))
+                    logps[r].append(float(logprobs[b, tok]))
                     next_ids.append(tok)
                     if tok in self.stop_ids:
                         finish[r] = "stop"
@@ -225,17 +224,32 @@ class HFPolicy:
                         finish[r] = "length"
                 if all(f is not None for f in finish):
                     break
-                step_ids = torch.tensor(next_ids, dtype=torch.long, device=device).unsqueeze(1)
-                attn = torch.cat([attn, torch.ones((n, 1), dtype=torch.long, device=device)], dim=1)
-                positions = positions[:, -1:] + 1
                 cache = getattr(out, "cache", None)
                 if cache is None:
                     cache = out.past_key_values
+                keep = [b for b, r in enumerate(live) if finish[r] is None]
+                if len(keep) < len(live):
+                    # Finished rows leave the batch: a decode step costs about its row count, and one long
+                    # search action would otherwise make every row of the batch pay for its 50 steps.
+                    if kv is not None:
+                        self._keep(cache, chunk, hits, tokens, C, S, fed,
+                                   [(b, r) for b, r in enumerate(live) if finish[r] is not None])
+                    cache = self._select_rows(cache, keep)
+                    index = torch.tensor(keep, device=attn.device)
+                    attn, positions = attn.index_select(0, index), positions.index_select(0, index)
+                    next_ids = [next_ids[b] for b in keep]
+                    live = [live[b] for b in keep]
+                step_ids = torch.tensor(next_ids, dtype=torch.long, device=device).unsqueeze(1)
+                attn = torch.cat([attn, torch.ones((len(live), 1), dtype=torch.long, device=device)], dim=1)
+                positions = positions[:, -1:] + 1
                 out = self.model(input_ids=step_ids, attention_mask=attn, position_ids=positions,
                                  use_cache=True, **{self._cache_kw: cache})
                 fed += 1
             if kv is not None:
-                self._keep(out, chunk, hits, tokens, C, S, fed)
+                cache = getattr(out, "cache", None)
+                if cache is None:
+                    cache = out.past_key_values
+                self._keep(cache, chunk, hits, tokens, C, S, fed, list(enumerate(live)))
         finally:
             if was_training:
                 self.model.train()
@@ -267,22 +281,33 @@ class HFPolicy:
             layers.append((k, v))
         return make_cache(layers, self.model.config)
 
-    def _keep(self, out, chunk, hits, tokens, C: int, S: int, fed: int) -> None:
-        """Store each row's keys/values for the ids it fed through the model (prompt + generated so far)."""
+    def _select_rows(self, cache, rows: list[int]):
+        """The cache of the given batch rows only."""
+        from hero_gym.policies.kv_cache import layer_kv, make_cache
+
+        index = None
+        layers = []
+        for k, v in layer_kv(cache):
+            if index is None:
+                index = torch.tensor(rows, device=k.device)
+            layers.append((k.index_select(0, index), v.index_select(0, index)))
+        return make_cache(layers, self.model.config)
+
+    def _keep(self, cache, chunk, hits, tokens, C: int, S: int, fed: int, rows) -> None:
+        """Store the keys/values of the ids each (batch row, chunk row) in `rows` fed through the model (prompt +
+        generated so far); every row's cache has width C + S + fed."""
         from hero_gym.policies.kv_cache import layer_kv
 
-        cache = getattr(out, "cache", None)
-        if cache is None:
-            cache = out.past_key_values
         layers = layer_kv(cache)
-        for r, (_, ids, _, _) in enumerate(chunk):
+        for b, r in rows:
+            ids = chunk[r][1]
             c, m = hits[r][1], len(ids) - hits[r][1]
             k_fed = min(len(tokens[r]), fed)
             index = torch.cat([torch.arange(C - c, C), torch.arange(C + S - m, C + S + k_fed)]).to(layers[0][0].device)
-            rows = [(k[r:r + 1].index_select(2, index), v[r:r + 1].index_select(2, index)) for k, v in layers]
+            kept = [(k[b:b + 1].index_select(2, index), v[b:b + 1].index_select(2, index)) for k, v in layers]
             if hits[r][0] is not None:
                 self.prefix_cache.discard(hits[r][0])  # superseded by the longer entry
-            self.prefix_cache.store(tuple(ids) + tuple(tokens[r][:k_fed]), rows)
+            self.prefix_cache.store(tuple(ids) + tuple(tokens[r][:k_fed]), kept)
 
     def _hit_stop(self, ids: list[int], stops: list[str]) -> bool:
         tail = self.tokenizer.decode(ids[-64:], skip_special_tokens=False)
