@@ -282,16 +282,15 @@ class HFPolicy:
         return make_cache(layers, self.model.config)
 
     def _select_rows(self, cache, rows: list[int]):
-        """The cache of the given batch rows only."""
+        """The cache of the given batch rows only (in place where the cache class can do it: no copy of every layer)."""
         from hero_gym.policies.kv_cache import layer_kv, make_cache
 
-        index = None
-        layers = []
-        for k, v in layer_kv(cache):
-            if index is None:
-                index = torch.tensor(rows, device=k.device)
-            layers.append((k.index_select(0, index), v.index_select(0, index)))
-        return make_cache(layers, self.model.config)
+        layers = layer_kv(cache)
+        index = torch.tensor(rows, device=layers[0][0].device)
+        if hasattr(cache, "batch_select_indices"):
+            cache.batch_select_indices(index)
+            return cache
+        return make_cache([(k.index_select(0, index), v.index_select(0, index)) for k, v in layers], self.model.config)
 
     def _keep(self, cache, chunk, hits, tokens, C: int, S: int, fed: int, rows) -> None:
         """Store the keys/values of the ids each (batch row, chunk row) in `rows` fed through the model (prompt +

@@ -22,9 +22,11 @@ RES=results/sweep-cpu-webshop-warmstart
 EK=$(cat $RES/env_kwargs.json)
 WARM=$RUNS/warmstart-sft
 # Shared by every run: env settings, generation cap, evaluation set (test goals 0-49, mean@4, 8 turns) decoded
-# from a bf16 copy of the weights.
+# from a bf16 copy of the weights. The prefix cache must hold every live conversation (SmolLM2 in bf16: 23 KB per
+# token; 16 conversations of up to 5,000 tokens = 1.8 GB): when it is too small, entries are evicted in turn and
+# every turn re-reads its whole conversation (measured: 3x slower evaluation at 1,024 MB).
 COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed
-        --set prefix_cache_mb=1024 --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK"
+        --set prefix_cache_mb=3072 --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK"
         --eval-split test --eval-tasks 0-49 --eval-k 4 --eval-max-turns 8)
 # The four methods from the warm start: 8 steps x 2 tasks x G=2 (32 training episodes), lr 1e-4 (the warm start's:
 # at 3e-5, 8 steps move a 135M model too little to measure); a learning-curve point at step 4 (the 50 test goals,
