@@ -521,7 +521,15 @@ class Trainer:
                            disable=not (cfg.progress and self.is_main))
         inner, seen = self.rollout_fn, {"turns": 0, "tokens": 0}
         self.rollout_fn = _watched_rollout(inner, seen, bar)
+        def periodic_eval_due() -> bool:
+            return bool(cfg.eval_split and cfg.eval_every and self.step and self.step % cfg.eval_every == 0
+                        and self.step < cfg.steps and self.is_main)
+
         try:
+            # A run killed during a periodic evaluation resumes after that step's checkpoint: finish the
+            # evaluation first (stored episodes are skipped).
+            if periodic_eval_due():
+                self.evaluate()
             while self.step < cfg.steps:
                 seen.update(turns=0, tokens=0)
                 rec = self.train_step()
@@ -530,10 +538,11 @@ class Trainer:
                     bar.update(1)
                     bar.write(step_line(rec, cfg.steps, seen["tokens"]), file=sys.stderr)
                 last = self.step == cfg.steps
-                if cfg.eval_split and cfg.eval_every and self.step % cfg.eval_every == 0 and not last and self.is_main:
-                    self.evaluate()
+                # The checkpoint first, so a kill during a long evaluation does not cost the step's training.
                 if ((cfg.save_every and self.step % cfg.save_every == 0) or last) and self.is_main:
                     self.save()
+                if periodic_eval_due():
+                    self.evaluate()
         finally:
             self.rollout_fn = inner
             bar.close()

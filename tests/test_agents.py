@@ -556,3 +556,26 @@ def test_bf16_evaluation_decodes_from_a_bf16_copy_and_leaves_the_trained_weights
     assert len(RunStore(tmp_path / "sdpo" / "eval" / "final").load()) == 4
     with pytest.raises(ValueError, match="eval_precision must be same or bf16"):
         config(tmp_path, "sdpo", eval_precision="fp16").validate()
+
+
+def test_a_run_killed_during_a_periodic_evaluation_keeps_the_step_and_finishes_the_evaluation(tmp_path):
+    from hero_gym.records import RunStore
+
+    kw = {"steps": 2, "eval_split": "test", "eval_tasks": [0, 2], "eval_k": 1, "eval_every": 1, "export_model": False}
+    tr = build(tmp_path, "sdpo", cfg_kw=kw)
+
+    def killed(final=False):
+        raise KeyboardInterrupt
+
+    tr.evaluate = killed
+    with pytest.raises(KeyboardInterrupt):
+        tr.train()
+    meta = json.loads((tmp_path / "sdpo" / "checkpoint" / "meta.json").read_text())
+    assert meta["step"] == 1  # the step's training was saved before its evaluation began
+    resumed = build(tmp_path, "sdpo", cfg_kw=kw)
+    assert resumed.step == 1
+    resumed.train()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "sdpo" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # step 1 was not trained twice
+    assert len(RunStore(tmp_path / "sdpo" / "eval" / "step_00001").load()) == 2  # the interrupted evaluation ran
+    assert len(RunStore(tmp_path / "sdpo" / "eval" / "final").load()) == 2
