@@ -324,12 +324,13 @@ class Trainer:
             from hero_gym.policies.models import default_model_path
             path = str(default_model_path())
         policy = VLLMPolicy(path, **vllm_engine_kwargs(self.config, self.precision))
-        self._push_vllm_weights(policy)
+        self._push_vllm_weights(policy, self.step)
         return policy
 
-    def _push_vllm_weights(self, policy) -> None:
+    def _push_vllm_weights(self, policy, step: int) -> None:
+        """Sync the engine to the weights after `step` optimiser steps."""
         from hero_gym.agents.vllm_sync import push_weights
-        push_weights(policy, self.model, lora_sync=self.config.vllm_lora_sync, step=self.step,
+        push_weights(policy, self.model, lora_sync=self.config.vllm_lora_sync, step=step,
                      adapter_root=self.out_dir / "vllm_lora",
                      dtype=torch.bfloat16 if self.precision.startswith("bf16") else None)
 
@@ -419,7 +420,7 @@ class Trainer:
     def after_optimizer_step(self) -> None:
         """Hook run once per training step, after its update(s) (EMA teacher update, vLLM weight sync)."""
         if self.config.rollout_backend == "vllm" and self._policy is not None:
-            self._push_vllm_weights(self._policy)
+            self._push_vllm_weights(self._policy, self.step + 1)  # runs before self.step counts this update
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
