@@ -181,6 +181,21 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
+def load_user(spec: str, seed: int):
+    """The simulated customer of a tau env from ``--user llm:POLICY_SPEC``: any policy spec (an OpenAI-compatible
+    server ``http://HOST:PORT/v1#MODEL``, ``hf:PATH``, ``vllm:MODEL``, ``scripted:TEXT``, ``pkg.mod:factory``)."""
+    if not spec.startswith("llm:") or len(spec) == 4:
+        raise _Usage(f"--user must be 'scripted' or 'llm:POLICY_SPEC', got {spec!r}")
+    from hero_gym.policies.scripted import load_policy
+    return load_policy(spec[4:], seed=seed)
+
+
+def load_reflector(spec: str, env_id: str, seed: int):
+    """HERO's reflector from ``--reflector POLICY_SPEC`` (the same specs as --user takes after 'llm:')."""
+    from hero_gym.policies.scripted import load_policy
+    return load_policy(spec, env_id=env_id, seed=seed)
+
+
 def build_configs(args, method: str, budget: int, seed: int, out: str):
     """(TrainConfig, method config) from parsed arguments; --set fields go wherever they exist."""
     train = dict(env_id=args.env, split=args.split, tasks=parse_tasks(args.tasks), model=args.model, method=method,
@@ -204,10 +219,7 @@ def build_configs(args, method: str, budget: int, seed: int, out: str):
             raise _Usage(f"--set {name}: no such field in TrainConfig or any method config")
         # else: another method's field (a sweep passes one --set list to every method)
     if args.user and args.user != "scripted":
-        if not args.user.startswith("llm:") or len(args.user) == 4:
-            raise _Usage(f"--user must be 'scripted' or 'llm:POLICY_SPEC', got {args.user!r}")
-        from hero_gym.policies.scripted import load_policy
-        train["env_kwargs"] = {**train.get("env_kwargs", {}), "user": load_policy(args.user[4:], seed=seed)}
+        train["env_kwargs"] = {**train.get("env_kwargs", {}), "user": load_user(args.user, seed)}
     cfg = TrainConfig(**train)
     cfg.validate()
     if getattr(args, "ood_env", None):  # checked now, not after hours of training
@@ -222,8 +234,7 @@ def _run_one(args, method: str, budget: int, seed: int, out: str) -> dict:
     cfg, mc = build_configs(args, method, budget, seed, out)
     kw = {}
     if method == "hero" and args.reflector:
-        from hero_gym.policies.scripted import load_policy
-        kw["reflector"] = load_policy(args.reflector, env_id=cfg.env_id, seed=seed)
+        kw["reflector"] = load_reflector(args.reflector, cfg.env_id, seed)
     t0 = time.perf_counter()
     trainer = trainer_class(method)(cfg, mc, **kw)
     start = trainer.step
