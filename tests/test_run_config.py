@@ -154,3 +154,30 @@ def test_plan_cli_reads_the_run_config(tmp_path, capsys):
     # an explicit flag overrides the file's [plan] table: one GPU cannot hold the full fine-tuning
     assert main(["plan", "--config", str(f), "--gpus", "1"]) == 1
     assert "1 training GPU(s)" in capsys.readouterr().out
+
+
+def test_ood_evaluation_uses_the_other_env_and_restores_the_trainer(tmp_path):
+    from types import SimpleNamespace
+
+    from hero_gym.agents.base import TrainConfig
+    from hero_gym.agents.ood_eval import evaluate_out_of_domain
+
+    cfg = TrainConfig(env_id="hero_gym/TauRetail-v0", split="train", eval_split="test", eval_k=4, eval_max_turns=12,
+                      env_kwargs={"user": "U"})
+    seen = {}
+    trainer = SimpleNamespace(config=cfg, out_dir=tmp_path / "run")
+    trainer.evaluate = lambda final: seen.update(cfg=trainer.config, out=trainer.out_dir, final=final) or "store"
+    assert evaluate_out_of_domain(trainer, "hero_gym/TauAirline-v0", "test", None) == "store"
+    c = seen["cfg"]
+    assert (c.env_id, c.eval_split, c.eval_k, c.eval_max_turns, c.env_kwargs) == (
+        "hero_gym/TauAirline-v0", "test", 4, None, {"user": "U"})  # same user and k, the env's own turn cap
+    assert seen["out"] == tmp_path / "run" / "ood" / "TauAirline-v0" and seen["final"]
+    assert trainer.config is cfg and trainer.out_dir == tmp_path / "run"
+
+
+def test_a_bad_ood_split_is_refused_before_training(tmp_path):
+    f = _write(tmp_path, BASE.replace('env = "hero_gym/WebShop-v0"', 'env = "hero_gym/TauRetail-v0"')
+               .replace("eval_tasks = [0, 1]\n", "") + 'ood_env = "hero_gym/TauAirline-v0"\nood_split = "train"\n')
+    args = _sweep_args(["--config", str(f)])
+    with pytest.raises(ValueError, match="TauAirline-v0 has no split 'train'"):
+        build_configs(args, "grpo", 4, 0, "o")
