@@ -118,6 +118,12 @@ class TrainConfig:
     262k tokens). Size it with `hero-gym plan`."""
     vllm_tensor_parallel_size: int = 1
     """GPUs per vLLM engine."""
+    vllm_devices: str | None = None
+    """None = the engine is colocated on the trainer's GPU(s) and takes vllm_gpu_memory_utilization of them; "1" or
+    "1,2" = the engine runs on those GPUs of its own (CUDA_VISIBLE_DEVICES numbering; hero_gym.policies.vllm)."""
+    vllm_lora_sync: str = "merged"
+    """How LoRA training reaches the vLLM engine after each update: merged (base + adapter deltas pushed as full
+    weights) or adapter (the adapter saved and loaded as a vLLM LoRA adapter); see hero_gym.agents.vllm_sync."""
     prefix_cache_mb: float = 0
     """hf rollouts: keep each conversation's attention keys/values (MB) so a turn only runs its new tokens
     (hero_gym.policies.kv_cache; emptied whenever the weights change). 0 = off."""
@@ -196,6 +202,8 @@ class TrainConfig:
             raise ValueError(f"rollout_backend must be hf or vllm, got {self.rollout_backend!r}")
         if self.eval_precision not in ("same", "bf16"):
             raise ValueError(f"eval_precision must be same or bf16, got {self.eval_precision!r}")
+        if self.vllm_lora_sync not in ("merged", "adapter"):
+            raise ValueError(f"vllm_lora_sync must be merged or adapter, got {self.vllm_lora_sync!r}")
         spec = get_spec(self.env_id)  # raises for an unknown id
         for split, tasks in ((self.split, self.tasks), (self.eval_split, self.eval_tasks)):
             if split is None:
@@ -315,17 +323,23 @@ class Trainer:
         return self._policy
 
     def _vllm_policy(self):
-        # vLLM loads the weights itself from a folder; the trainer then pushes its weights after every update.
-        if self.config.lora:
-            raise ValueError("rollout_backend='vllm' with lora=True is not supported: merge adapters or train full weights")
+        # vLLM loads the weights itself from a folder; the trainer then pushes its weights after every update
+        # (LoRA: merged weights or the adapter, hero_gym.agents.vllm_sync).
         from hero_gym.policies.vllm import VLLMPolicy
         path = self.config.model
         if path == "smollm2":
             from hero_gym.policies.models import default_model_path
             path = str(default_model_path())
         policy = VLLMPolicy(path, **vllm_engine_kwargs(self.config, self.precision))
-        policy.update_weights(self.model.state_dict())
+        self._push_vllm_weights(policy, self.step)
         return policy
+
+    def _push_vllm_weights(self, policy, step: int) -> None:
+        """Sync the engine to the weights after `step` optimiser steps."""
+        from hero_gym.agents.vllm_sync import push_weights
+        push_weights(policy, self.model, lora_sync=self.config.vllm_lora_sync, step=step,
+                     adapter_root=self.out_dir / "vllm_lora",
+                     dtype=torch.bfloat16 if self.precision.startswith("bf16") else None)
 
     def autocast(self):
         """Context for every forward pass: bf16 autocast under bf16-mixed, nothing otherwise."""
@@ -413,7 +427,7 @@ class Trainer:
     def after_optimizer_step(self) -> None:
         """Hook run once per training step, after its update(s) (EMA teacher update, vLLM weight sync)."""
         if self.config.rollout_backend == "vllm" and self._policy is not None:
-            self._policy.update_weights(self.model.state_dict())
+            self._push_vllm_weights(self._policy, self.step + 1)  # runs before self.step counts this update
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -741,9 +755,14 @@ def _default_rollout(env_id, policy, episodes, **kwargs):
 def vllm_engine_kwargs(config: TrainConfig, precision: str) -> dict:
     """Keyword arguments of VLLMPolicy / vllm.LLM from the run config."""
     max_len = config.vllm_max_model_len or config.max_context_tokens + config.max_new_tokens
-    return dict(gpu_memory_utilization=config.vllm_gpu_memory_utilization, max_model_len=max_len,
-                tensor_parallel_size=config.vllm_tensor_parallel_size,
-                dtype="bfloat16" if precision.startswith("bf16") else "float32")
+    kw = dict(gpu_memory_utilization=config.vllm_gpu_memory_utilization, max_model_len=max_len,
+              tensor_parallel_size=config.vllm_tensor_parallel_size,
+              dtype="bfloat16" if precision.startswith("bf16") else "float32")
+    if config.vllm_devices is not None:
+        kw["devices"] = config.vllm_devices
+    if config.lora and config.vllm_lora_sync == "adapter":
+        kw["lora_rank"] = config.lora_r
+    return kw
 
 
 def clone_frozen(model):

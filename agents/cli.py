@@ -8,6 +8,10 @@ Any TrainConfig or method-config field without its own flag can be set with ``--
 e.g. ``--set rl_coef=1`` (a distillation method + GRPO's term), ``--set ppo_epochs=2 --set mini_batch_size=8``
 (GRPO), ``--set reflect_mode=per_turn`` (HERO). A sweep passes each --set to the methods that have the field.
 Runs resume from their checkpoint when started again with the same --out.
+
+``--config FILE`` (TOML, YAML or JSON; hero_gym.config_file) holds the same settings as keys: any option above,
+any TrainConfig / method config field, and a ``[plan]`` table that only `hero-gym plan` reads. Flags given
+explicitly override the file. The shipped recipe files are in agents/recipes/ (see agents/RECIPE.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from pathlib import Path
 
 from hero_gym.agents import METHODS, TRAIN_METHODS, TrainConfig, method_config_class, trainer_class
 from hero_gym.cli_parser import StrictParser
+from hero_gym.config_file import ConfigFileError, add_config_option, config_tokens, read_config, split_config_arg
+
+# Tables of a run config file that other commands read (`hero-gym plan` reads [plan]).
+CONFIG_SECTIONS = ("plan",)
+# TrainConfig fields whose command-line flag has another name: a file may use either.
+FIELD_FLAGS = {"env_id": "env", "out_dir": "out"}
 
 
 class _Usage(Exception):
@@ -92,10 +102,70 @@ def _add_train_options(p: argparse.ArgumentParser, sweep: bool) -> None:
                    help="tau envs: simulated user, 'scripted' (default) or 'llm:POLICY_SPEC' (as in hero-gym eval)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel across the processes of torchrun / accelerate launch")
-    p.add_argument("--reflector", default=None, help="HERO reflector policy spec (default: the model itself)")
+    p.add_argument("--reflector", default=None,
+                   help="HERO reflector: any policy spec (hf:PATH, vllm:MODEL, http://HOST/v1#MODEL, scripted:TEXT, "
+                        "pkg.mod:factory); default: the model being trained")
+    p.add_argument("--ood-env", default=None,
+                   help="after training, also evaluate the final model on this env (e.g. hero_gym/TauAirline-v0, "
+                        "out of domain) into OUT/ood/<env>/eval/final, with the same --user and --eval-k")
+    p.add_argument("--ood-split", default="test", help="split of --ood-env (default %(default)s)")
+    p.add_argument("--ood-tasks", default="all", help="tasks of --ood-split: 'all', '0-49', ...")
+    add_config_option(p)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any other TrainConfig / method config field (JSON value), repeatable")
     p.add_argument("--out", required=True, help="run directory (sweep: parent directory)")
+
+
+def config_fields() -> set[str]:
+    """Keys a run config file may hold without a flag of their own: TrainConfig and every method config's fields."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for m in TRAIN_METHODS:
+        names |= {f.name for f in dataclasses.fields(method_config_class(m))}
+    return names - set(FIELD_FLAGS)
+
+
+# One file serves `train` (one run) and `sweep` (methods x budgets x seeds): each command reads the other's key.
+_PLURAL = {"method": "methods", "turn_budget": "budgets", "seed": "seeds"}
+
+
+def adapt_run_config(data: dict, explicit: list[str], sweep: bool) -> dict:
+    """A run config mapping in the form `train` (sweep=False) or `sweep` expects.
+
+    `train` takes a single-element ``methods`` / ``budgets`` / ``seeds`` as its ``method`` / ``turn_budget`` /
+    ``seed``; a longer list must be narrowed by the explicit flag (``--seed 2``), never silently cut to its first
+    element. `sweep` takes ``method`` / ``turn_budget`` / ``seed`` as one-element lists."""
+    data = {FIELD_FLAGS.get(k, k): v for k, v in data.items()}
+    for one, many in _PLURAL.items():
+        if sweep and one in data:
+            if many in data:
+                raise ConfigFileError(f"the config file sets both {one!r} and {many!r}; keep one")
+            data[many] = [data.pop(one)]
+        elif not sweep and many in data:
+            if one in data:
+                raise ConfigFileError(f"the config file sets both {one!r} and {many!r}; keep one")
+            values = data.pop(many)
+            values = values if isinstance(values, list) else [x.strip() for x in str(values).split(",") if x.strip()]
+            flag = "--" + one.replace("_", "-")
+            given = any(t == flag or t.startswith(flag + "=") for t in explicit)
+            if len(values) == 1:
+                data[one] = values[0]
+            elif not given:
+                raise ConfigFileError(f"the config file lists {many} {values}: `hero-gym train` runs one, pick it "
+                                      f"with {flag} (or run them all with `hero-gym sweep --config`)")
+    return data
+
+
+def with_config(parser: argparse.ArgumentParser, argv: list[str], sweep: bool) -> list[str]:
+    """argv with ``--config FILE`` expanded (hero_gym.config_file): the file's settings first, explicit flags win."""
+    try:
+        path, rest = split_config_arg(list(argv))
+        if path is None:
+            return rest
+        data = adapt_run_config(read_config(path), rest, sweep)
+        tokens, _ = config_tokens(data, parser, config_fields(), CONFIG_SECTIONS, source=str(path))
+    except ConfigFileError as e:
+        raise _Usage(str(e)) from None
+    return tokens + rest
 
 
 def _overrides(items: list[str]) -> dict:
@@ -109,6 +179,21 @@ def _overrides(items: list[str]) -> dict:
         except json.JSONDecodeError:
             out[name.strip().replace("-", "_")] = raw
     return out
+
+
+def load_user(spec: str, seed: int):
+    """The simulated customer of a tau env from ``--user llm:POLICY_SPEC``: any policy spec (an OpenAI-compatible
+    server ``http://HOST:PORT/v1#MODEL``, ``hf:PATH``, ``vllm:MODEL``, ``scripted:TEXT``, ``pkg.mod:factory``)."""
+    if not spec.startswith("llm:") or len(spec) == 4:
+        raise _Usage(f"--user must be 'scripted' or 'llm:POLICY_SPEC', got {spec!r}")
+    from hero_gym.policies.scripted import load_policy
+    return load_policy(spec[4:], seed=seed)
+
+
+def load_reflector(spec: str, env_id: str, seed: int):
+    """HERO's reflector from ``--reflector POLICY_SPEC`` (the same specs as --user takes after 'llm:')."""
+    from hero_gym.policies.scripted import load_policy
+    return load_policy(spec, env_id=env_id, seed=seed)
 
 
 def build_configs(args, method: str, budget: int, seed: int, out: str):
@@ -134,12 +219,12 @@ def build_configs(args, method: str, budget: int, seed: int, out: str):
             raise _Usage(f"--set {name}: no such field in TrainConfig or any method config")
         # else: another method's field (a sweep passes one --set list to every method)
     if args.user and args.user != "scripted":
-        if not args.user.startswith("llm:") or len(args.user) == 4:
-            raise _Usage(f"--user must be 'scripted' or 'llm:POLICY_SPEC', got {args.user!r}")
-        from hero_gym.policies.scripted import load_policy
-        train["env_kwargs"] = {**train.get("env_kwargs", {}), "user": load_policy(args.user[4:], seed=seed)}
+        train["env_kwargs"] = {**train.get("env_kwargs", {}), "user": load_user(args.user, seed)}
     cfg = TrainConfig(**train)
     cfg.validate()
+    if getattr(args, "ood_env", None):  # checked now, not after hours of training
+        from hero_gym.agents.ood_eval import ood_config
+        ood_config(cfg, args.ood_env, args.ood_split, parse_tasks(args.ood_tasks)).validate()
     mc = mcls(**mkw)
     mc.validate(cfg)
     return cfg, mc
@@ -149,13 +234,16 @@ def _run_one(args, method: str, budget: int, seed: int, out: str) -> dict:
     cfg, mc = build_configs(args, method, budget, seed, out)
     kw = {}
     if method == "hero" and args.reflector:
-        from hero_gym.policies.scripted import load_policy
-        kw["reflector"] = load_policy(args.reflector, env_id=cfg.env_id, seed=seed)
+        kw["reflector"] = load_reflector(args.reflector, cfg.env_id, seed)
     t0 = time.perf_counter()
     trainer = trainer_class(method)(cfg, mc, **kw)
     start = trainer.step
     history = trainer.train()
     last = history[-1] if history else {}
+    if args.ood_env and trainer.is_main:
+        from hero_gym.agents.ood_eval import evaluate_out_of_domain
+        where = evaluate_out_of_domain(trainer, args.ood_env, args.ood_split, parse_tasks(args.ood_tasks))
+        print(f"[{method} B={budget} seed={seed}] out-of-domain evaluation on {args.ood_env}: {where}", flush=True)
     print(f"[{method} B={budget} seed={seed}] steps {start}->{trainer.step} in {time.perf_counter() - t0:.0f}s; "
           f"last loss {last.get('loss', float('nan')):.4g}, rollout success {last.get('success_rate', float('nan')):.2f}; "
           f"run dir {out}", flush=True)
@@ -167,7 +255,7 @@ def train_main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="hero-gym train", description="Train a policy with HERO, SDPO, Full-Demo or GRPO.")
     _add_train_options(p, sweep=False)
     try:
-        args = p.parse_args(sys.argv[1:] if argv is None else argv)
+        args = p.parse_args(with_config(p, sys.argv[1:] if argv is None else argv, sweep=False))
         _run_one(args, args.method, args.turn_budget, args.seed, args.out)
     except (_Usage, ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -175,16 +263,22 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def sweep_main(argv: list[str] | None = None) -> int:
-    """`hero-gym sweep`: every method x training turn budget x seed, one run directory each (resumable)."""
+def sweep_parser() -> argparse.ArgumentParser:
+    """The parser of `hero-gym sweep` (its options are the keys a run config file may hold)."""
     p = _Parser(prog="hero-gym sweep", description="Train methods x turn budgets x seeds (each run resumes).")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, default all four")
     p.add_argument("--budgets", type=_int_list, required=True, help="training turn budgets, e.g. 3,6")
     p.add_argument("--seeds", type=_int_list, default=[0])
     p.add_argument("--dry-run", action="store_true", help="print the runs and exit")
     _add_train_options(p, sweep=True)
+    return p
+
+
+def sweep_main(argv: list[str] | None = None) -> int:
+    """`hero-gym sweep`: every method x training turn budget x seed, one run directory each (resumable)."""
+    p = sweep_parser()
     try:
-        args = p.parse_args(sys.argv[1:] if argv is None else argv)
+        args = p.parse_args(with_config(p, sys.argv[1:] if argv is None else argv, sweep=True))
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         bad = [m for m in methods if m not in TRAIN_METHODS]
         if bad or not methods:

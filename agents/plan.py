@@ -348,6 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     from hero_gym.cli import _Parser
 
     p = _Parser(prog="hero-gym plan", description=__doc__.split("\n")[0])
+    p.add_argument("--config", metavar="RUN_FILE", default=None,
+                   help="a run config (agents/recipes/*.toml): its settings and [plan] table; flags override it")
     for f in dataclasses.fields(PlanConfig):
         opt = "--gpu-mem" if f.name == "gpu_mem_gb" else "--" + f.name.replace("_", "-")
         if f.type == "bool":
@@ -358,10 +360,70 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Run config (TrainConfig) field -> PlanConfig field, for `hero-gym plan --config RUN_FILE`.
+_FROM_RUN = {"model": "model", "lora": "lora", "lora_r": "lora_r", "precision": "precision", "teacher": "teacher",
+             "grad_checkpointing": "grad_checkpointing", "max_context_tokens": "train_seq_len",
+             "rollout_backend": "rollout", "vllm_gpu_memory_utilization": "vllm_gpu_memory_utilization",
+             "vllm_tensor_parallel_size": "tensor_parallel_size", "vllm_max_model_len": "max_model_len",
+             "steps": "steps", "tasks_per_step": "tasks_per_step", "group_size": "group_size",
+             "eval_every": "eval_every"}
+
+
+def plan_from_run_config(data: dict) -> tuple[list[str], dict]:
+    """(the methods a run config trains, PlanConfig keyword arguments) from a run config mapping (the file
+    `hero-gym train/sweep --config` reads): its training fields, then its ``[plan]`` table (hardware: gpus,
+    gpu_mem_gb, vllm_gpus, ...; and assumed rates), which wins. Every key is checked as `hero-gym train` checks
+    it, so a typo fails here too; the ``[plan]`` keys must be PlanConfig fields."""
+    from hero_gym.agents.cli import CONFIG_SECTIONS, adapt_run_config, config_fields, sweep_parser
+    from hero_gym.config_file import ConfigFileError, config_tokens, nearest
+
+    data = adapt_run_config(data, [], sweep=True)
+    config_tokens(data, sweep_parser(), config_fields(), CONFIG_SECTIONS)  # raises on an unknown key
+    table = dict(data.get("plan", {}))
+    names = {f.name for f in dataclasses.fields(PlanConfig)}
+    for key in table:
+        if key not in names:
+            raise ConfigFileError(f"[plan]: unknown key {key!r}{nearest(key, names)}")
+    kw = {dst: data[src] for src, dst in _FROM_RUN.items() if src in data}
+    if "max_model_len" not in kw or kw["max_model_len"] is None:  # vLLM's cap as the trainer sets it by default
+        from hero_gym.agents.base import TrainConfig
+
+        d = TrainConfig()
+        kw["max_model_len"] = data.get("max_context_tokens", d.max_context_tokens) + data.get("max_new_tokens",
+                                                                                               d.max_new_tokens)
+    if kw.get("precision") == "auto":  # the planner is for GPUs, where auto means bf16-mixed
+        kw["precision"] = "bf16-mixed"
+    if data.get("vllm_devices") and "vllm_gpus" not in table:  # the engine on GPUs of its own
+        kw["vllm_gpus"] = len(str(data["vllm_devices"]).split(","))
+    kw.update(table)
+    methods = data.get("methods") or [PlanConfig.method]
+    methods = methods if isinstance(methods, list) else [m.strip() for m in str(methods).split(",") if m.strip()]
+    return methods, kw
+
+
 def plan_main(argv: list[str] | None = None) -> int:
-    """Print the plan; exit 0 when it fits, 1 (with the nearest config that fits) when it does not."""
-    args = _parser().parse_args(argv)
-    c = PlanConfig(**vars(args))
+    """Print the plan; exit 0 when it fits, 1 (with the nearest config that fits) when it does not.
+
+    With ``--config RUN_FILE`` the recipe's settings come from the file (one plan per method it trains; exit 1
+    when any does not fit); flags given explicitly override them."""
+    from hero_gym.config_file import read_config, split_config_arg
+
+    path, rest = split_config_arg(list(sys.argv[1:] if argv is None else argv))
+    if path is None:
+        return _plan_one(_parser().parse_args(rest))
+    methods, kw = plan_from_run_config(read_config(path))
+    code = 0
+    for i, method in enumerate(methods):
+        defaults = _parser()
+        defaults.set_defaults(**{**kw, "method": method})
+        if len(methods) > 1:
+            print(("\n" if i else "") + f"== {path}: {method} ==")
+        code = max(code, _plan_one(defaults.parse_args(rest)))
+    return code
+
+
+def _plan_one(args) -> int:
+    c = PlanConfig(**{k: v for k, v in vars(args).items() if k != "config"})
     p = plan(c)
     print(render(p))
     problems = p.problems()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from hero_gym.cli_parser import StrictParser
+from hero_gym.config_file import ConfigFileError, add_config_option, expand_config
 
 EXIT_USAGE = 2
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a policy: k attempts per task, stored per episode, resumable")
     _add_eval_options(p)
+    add_config_option(p)
 
     p = sub.add_parser("demo", help="the embedded SmolLM2 next to the oracle and a random policy on WebShop test "
                                     "goals: summary with intervals, compare table, plot, one trajectory (results/demo)")
@@ -314,6 +316,14 @@ def _run(argv: list[str]) -> int:
     while i < len(argv) and argv[i] not in _DISPATCH and argv[i] not in _COMMANDS:
         i += 2 if argv[i] == "--plugin" else 1
     head, rest = argv[:i], argv[i:]
+    if rest and rest[0] == "eval":  # --config FILE: the file's settings first, explicit flags win
+        eval_parser = _Parser(prog="hero-gym eval")
+        _add_eval_options(eval_parser)
+        try:
+            expanded, _ = expand_config(rest[1:], eval_parser)
+        except ConfigFileError as e:
+            raise UsageError(f"hero-gym eval: {e}") from None
+        argv = head + ["eval"] + expanded
     if rest and rest[0] in _DISPATCH:
         args = parser.parse_args(head)
         _import_plugins(args.plugin)
