@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# eval_snapshot.sh RUN STEP: the learning-curve point of sweep run RUN (e.g. full-demo-B4-s0) at STEP, evaluated in
-# another process while the run trains on (run_sweep.sh with EVAL_EVERY=0). Waits for the run's checkpoint of STEP,
-# copies it, resumes the copy with --steps STEP (nothing left to train) and evaluates it like a periodic point (the
-# 50 test goals, 1 attempt each) into RUN/eval/step_<STEP>.
+# eval_snapshot.sh RUN STEP [TASKS K PART]: the learning-curve point of sweep run RUN (e.g. full-demo-B4-s0) at STEP,
+# evaluated in another process while the run trains on (run_sweep.sh with EVAL_EVERY=0). Waits for the run's
+# checkpoint of STEP, copies it, resumes the copy with --steps STEP (nothing left to train) and evaluates it like a
+# periodic point (the 50 test goals, 1 attempt each) into RUN/eval/step_<STEP>.
+# With TASKS K PART (e.g. 0-34 4 a): evaluate only those test goals, K attempts each, into snap-step<STEP>-<PART>/ and
+# stop there; merge_stores.py joins the parts of one evaluation (two lanes share the final mean@4 of one run). An
+# episode's seed depends only on (run seed, goal, attempt), so the parts hold the episodes one process would run.
 set -u
 cd "$(dirname "$0")/../.."
-RUN=$1; STEP=$2
+RUN=$1; STEP=$2; TASKS=${3:-0-49}; K=${4:-1}; PART=${5:-}
 RUNS=${RUNS:-runs/i8}
-SRC=$RUNS/sweep/$RUN; SNAP=$RUNS/snap-step$STEP
+SRC=$RUNS/sweep/$RUN; SNAP=$RUNS/snap-step$STEP${PART:+-$PART}
 export HERO_GYM_DATA=${HERO_GYM_DATA:-/work/shared/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 RES=results/sweep-cpu-webshop-warmstart
@@ -18,14 +21,15 @@ if [ ! -d $SNAP/$RUN/checkpoint ]; then
 fi
 m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
 EK=$(cat $RES/env_kwargs.json)
-echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
+echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
 .venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model $RUNS/warmstart-sft/model --group-size 2 \
   --tasks-per-step 2 --steps $STEP --lr 1e-4 --eval-every 0 --set reflect_mode=per_turn \
   --set demo_source=sibling_then_oracle --set export_model=false \
   --env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed --set prefix_cache_mb=3072 \
   --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK" \
-  --eval-split test --eval-tasks 0-49 --eval-k 1 --eval-max-turns 8 --out $SNAP || exit 1
-echo "$(date -u +%FT%TZ) end snapshot $RUN step $STEP" >> $RES/wall_times.log
+  --eval-split test --eval-tasks $TASKS --eval-k $K --eval-max-turns 8 --out $SNAP || exit 1
+echo "$(date -u +%FT%TZ) end snapshot $RUN step $STEP $PART" >> $RES/wall_times.log
+[ -n "$PART" ] && exit 0
 DST=$SRC/eval/$(printf 'step_%05d' $STEP)
 [ -d $DST ] && mv $DST ${DST}_inprocess-partial-$(date +%s)
 cp -r $SNAP/$RUN/eval/final $DST
