@@ -32,6 +32,11 @@ class FullDemoConfig(DistillConfig):
     """Allow a successful trajectory to be its own demonstration (SDPO's default: no)."""
     max_demo_chars_per_message: int = 1000
     """Per-message character cap when the demonstration is rendered as text."""
+    demo_step_hint: bool = False
+    """End the teacher's block for turn t with the demonstration's action at turn t ("In the worked example, the
+    action at this step was: ..."). Without it a small teacher copies the demonstration's last action: SmolLM2-135M
+    read a whole episode ending in click[buy now] right before its reply and proposed click[buy now] on every page,
+    and its students collapsed to that action within 5 steps (results/sweep-cpu-webshop-warmstart/README.md)."""
 
     def validate(self, train) -> None:
         super().validate(train)
@@ -61,6 +66,7 @@ class FullDemoTrainer(SelfDistillTrainer):
         self._oracle_cache: dict[tuple, Trajectory | None] = {}
         self.template = load_prompt(mc.template)
         self._demos: dict[int, str | None] = {}
+        self._demo_trajs: dict[int, Trajectory] = {}
 
     def _env_oracle(self, traj: Trajectory) -> Trajectory | None:
         """The env's scripted oracle run on the same task (env's default turn cap), cached per task."""
@@ -93,7 +99,7 @@ class FullDemoTrainer(SelfDistillTrainer):
         return {"trajectories_without_demo": sum(v is None for v in self._demos.values())}
 
     def prepare_groups(self, groups: list[list[Trajectory]]) -> None:
-        self._demos = {}
+        self._demos, self._demo_trajs = {}, {}
         for group in groups:
             for traj in group:
                 demo = self.find_demo(traj, group)
@@ -103,6 +109,13 @@ class FullDemoTrainer(SelfDistillTrainer):
                 else:
                     text = render_trajectory(demo, self.method_config.max_demo_chars_per_message)
                     self._demos[id(traj)] = self.template.format(demonstration=text)
+                    self._demo_trajs[id(traj)] = demo
 
     def privileged_block(self, traj: Trajectory, turn: int, group: list[Trajectory]) -> str | None:
-        return self._demos.get(id(traj))
+        block = self._demos.get(id(traj))
+        if block is None or not self.method_config.demo_step_hint:
+            return block
+        demo = self._demo_trajs[id(traj)]
+        if turn < len(demo.turns):
+            return f"{block}\nIn the worked example, the action at this step (turn {turn + 1}) was: {demo.turns[turn].action}"
+        return f"{block}\nThe worked example had already ended at this step (turn {turn + 1})."

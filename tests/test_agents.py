@@ -149,6 +149,34 @@ def test_full_demo_without_success_gets_no_loss(tmp_path):
     assert tr.counters["trajectories_without_demo"] == sum(len(g) for g in groups)
 
 
+def test_full_demo_step_hint_names_the_demonstrations_action_at_the_same_turn(tmp_path):
+    import copy
+
+    model, tok = tiny_model()
+    held = {}
+    kw = dict(model=model, tokenizer=tok, rollout_fn=toy_rollout, oracle_fn=lambda traj: held["demo"])
+    plain = make_trainer(config(tmp_path / "p", "full-demo"), FullDemoConfig(demo_source="oracle"), **kw)
+    hinted = make_trainer(config(tmp_path / "h", "full-demo"), FullDemoConfig(demo_source="oracle", demo_step_hint=True),
+                          **kw)
+    groups = plain.collect(0, 0)
+    held["demo"] = copy.deepcopy(groups[1][0])
+    held["demo"].reward = 1.0
+    for i, t in enumerate(held["demo"].turns):
+        t.action = f"action number {i}"
+    plain.prepare_groups(groups)
+    hinted.prepare_groups(groups)
+    traj = groups[0][0]
+    demo = hinted.find_demo(traj, groups[0])
+    assert demo is not None and len(demo.turns) >= 2
+    for t in range(len(demo.turns)):
+        base = plain.privileged_block(traj, t, groups[0])
+        block = hinted.privileged_block(traj, t, groups[0])
+        assert block.startswith(base) and "In the worked example" not in base
+        assert block.endswith(f"the action at this step (turn {t + 1}) was: {demo.turns[t].action}")
+    assert hinted.privileged_block(traj, len(demo.turns), groups[0]).endswith("had already ended at this step "
+                                                                              f"(turn {len(demo.turns) + 1}).")
+
+
 # ----- gradients and loss ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["grpo", "sdpo", "hero"])
 def test_gradient_is_zero_outside_agent_tokens(tmp_path, method):
