@@ -279,7 +279,11 @@ class Trainer:
         if cfg.grad_checkpointing:
             # Non-reentrant: gradients reach every parameter even when the layer inputs do not require grad
             # (frozen embeddings under LoRA), and it works the same on CPU.
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            kw = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
             model.config.use_cache = False
         if cfg.lora:
             try:
