@@ -16,11 +16,19 @@ synchronising backward per forward on every rank) would deadlock there, so:
 The DDP wrapper owns the same parameter tensors as the model, so the model itself (generation, ``state_dict``,
 ``save_pretrained``, LoRA merging) is used unchanged; rank 0 alone logs, evaluates and checkpoints.
 
+With ``strategy="zero1"`` the AdamW moments (8 of the 16 bytes per trainable parameter of fp32 training) are
+sharded over the ranks by PyTorch's ``ZeroRedundancyOptimizer`` (ZeRO stage 1): each rank updates its share of
+the parameters and broadcasts them. Weights and gradients stay whole on every rank, so forwards need no
+collective; the optimiser step is one collective per update, which every rank already runs in lockstep.
+Checkpoints gather the moments on rank 0 first (:meth:`DataParallel.before_save`) and hold the same optimiser state
+dict as a single-process run, so either kind of run resumes the other's checkpoint.
+
 The step's loss is the mean over ranks of each rank's batch loss, exactly as over ``grad_accum`` batches in one
 process: N ranks x A accumulated batches train like one process with ``grad_accum = N x A`` on the same batches.
 
-Fully sharded training (FSDP) is not offered: an FSDP forward all-gathers each layer's shards, so every rank would
-have to run the same number of forwards in lockstep, and rollout generation and per-trajectory scoring do not.
+Fully sharded training (FSDP, ZeRO-3) is not offered: an FSDP forward all-gathers each layer's shards, so every
+rank would have to run the same number of forwards in lockstep, and rollout generation (HF ``generate`` stops when
+its own sequences end) and per-trajectory scoring (as many forwards as the rank's rollouts need) do not.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import os
 
 import torch
 
-STRATEGIES = ("ddp",)
+STRATEGIES = ("ddp", "zero1")
 
 
 class _GradSync(torch.nn.Module):
@@ -66,6 +74,7 @@ class DataParallel:
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
         self.device = self.accelerator.device
+        self.strategy = strategy
         self._ddp = None
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -79,6 +88,19 @@ class DataParallel:
         if self._ddp is None:
             raise RuntimeError("DataParallel.wrap(model) must run before sync_gradients")
         self._ddp().backward()
+
+    def optimizer(self, params, **adamw_kwargs) -> torch.optim.Optimizer:
+        """AdamW over `params`: whole on every rank (ddp) or with its moments sharded over the ranks (zero1)."""
+        if self.strategy == "zero1":
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            return ZeroRedundancyOptimizer(params, optimizer_class=torch.optim.AdamW, **adamw_kwargs)
+        return torch.optim.AdamW(params, **adamw_kwargs)
+
+    def before_save(self, optimizer: torch.optim.Optimizer) -> None:
+        """Run on every rank before rank 0 saves: gathers a sharded optimiser's state on rank 0 (a collective)."""
+        if hasattr(optimizer, "consolidate_state_dict"):
+            optimizer.consolidate_state_dict(to=0)
 
     def gather(self, obj):
         """`obj` of every rank, as a list in rank order (picklable objects)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from agents_fixtures import METHOD_CONFIGS, build, config
 from hero_gym.agents import make_trainer
+from hero_gym.agents.checkpoint import load_checkpoint
 from hero_gym.agents.distributed import reduce_stats
 from hero_gym.policies.models import tiny_model
 
@@ -64,29 +66,45 @@ torch.save({{"params": {{n: p.detach() for n, p in tr.model.named_parameters()}}
             "losses": [r["loss"] for r in h], "tokens": [r["loss_tokens"] for r in h],
             "episodes": [r["episodes"] for r in h], "rank": tr.rank, "world": tr.world_size}},
            Path({out!r}) / f"rank{{rank}}.pt")
+# Resume from the checkpoint rank 0 wrote (every rank reads it) and train a third step on the first batches again.
+cfg = config(Path({out!r}), "sdpo", **{{**json.loads({cfg!r}), "steps": 3}})
+model, tok = tiny_model()
+tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=model, tokenizer=tok, rollout_fn=_replay([batches[rank]]))
+assert tr.step == 2
+tr.train()
+torch.save({{n: p.detach() for n, p in tr.model.named_parameters()}}, Path({out!r}) / f"resumed{{rank}}.pt")
 """
 
 COMMON = {"steps": 2, "teacher": "ema", "lr": 1e-3, "export_model": False, "save_every": 0, "progress": False,
           "device": "cpu"}
 
 
-def _launch(tmp_path, batches, timeout):
+def _launch(tmp_path, batches, strategy, timeout):
     out = tmp_path / "ddp"
     out.mkdir()
     (tmp_path / "batches.pkl").write_bytes(pickle.dumps(batches))
     script = tmp_path / "worker.py"
-    cfg = json.dumps({**COMMON, "distributed": True})
+    cfg = json.dumps({**COMMON, "distributed": True, "distributed_strategy": strategy})
     script.write_text(_WORKER.format(tests=str(HERE), batches=str(tmp_path / "batches.pkl"), out=str(out), cfg=cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # --standalone: a free rendezvous port, so parallel runs on one machine do not collide on 29500
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script)], capture_output=True, text=True, timeout=timeout, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks: a hung rank must not outlive the test
+        proc.communicate()
+        pytest.fail(f"2-rank training did not finish within {timeout}s (a rank waiting in a collective?)")
+    assert proc.returncode == 0, stderr[-3000:]
+    return out, [{**torch.load(out / f"rank{r}.pt", weights_only=True),
+                  "resumed": torch.load(out / f"resumed{r}.pt", weights_only=True)} for r in (0, 1)]
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_train_like_one_process_on_both_batches_and_an_empty_rank_does_not_hang(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "zero1"])
+def test_two_gloo_ranks_train_like_one_process_on_both_batches_and_an_empty_rank_does_not_hang(tmp_path, strategy):
     batches = _record_batches(tmp_path)
     # Reference: one process, grad_accum=2 over the two ranks' batches of each step (A, B then C, empty).
     model, tok = tiny_model()
@@ -95,7 +113,7 @@ def test_two_gloo_ranks_train_like_one_process_on_both_batches_and_an_empty_rank
     hist = ref.train()
     assert hist[0]["loss_tokens"] > 0 and hist[1]["loss_tokens"] > 0
     # Hanging here (a rank that skips the gradient collective) fails the test by the timeout.
-    out, ranks = _launch(tmp_path, batches, timeout=600)
+    out, ranks = _launch(tmp_path, batches, strategy, timeout=600)
     assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)]
     for r in ranks:
         # the logged loss is the step's loss over both ranks: the mean of their batch losses, as with grad_accum
@@ -109,8 +127,24 @@ def test_two_gloo_ranks_train_like_one_process_on_both_batches_and_an_empty_rank
     start = dict(tiny_model()[0].named_parameters())
     moved = max(float((ranks[0]["params"][n] - start[n].detach()).abs().max()) for n in start)
     assert moved > 1e-4
-    # rank 0 alone wrote the log: one line per step
+    # rank 0 alone wrote the log (one line per step) and a checkpoint whose optimiser state is the single
+    # process's (zero1 gathers its shards first)
     assert len((out / "sdpo" / "train_log.jsonl").read_text().splitlines()) == 2
+    state, meta = load_checkpoint(out / "sdpo" / "checkpoint")
+    want = ref.optimizer.state_dict()["state"]
+    assert meta["step"] == 2 and state["optimizer"]["state"].keys() == want.keys()
+    for k in want:
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state["optimizer"]["state"][k][name], want[k][name], rtol=1e-4, atol=1e-9)
+    # resumed from that checkpoint, a third step on the first batches matches the single process's third step
+    model, tok = tiny_model()
+    ref = make_trainer(config(tmp_path, "sdpo", grad_accum=2, out_dir=str(tmp_path / "ref"), **{**COMMON, "steps": 3}),
+                       METHOD_CONFIGS["sdpo"](), model=model, tokenizer=tok, rollout_fn=_replay(batches[:2]))
+    assert ref.step == 2
+    ref.train()
+    for r in ranks:
+        for name, p in ref.model.named_parameters():
+            torch.testing.assert_close(r["resumed"][name], p.detach(), rtol=0, atol=5e-6, msg=name)
 
 
 def test_reduce_stats_averages_losses_sums_counts_and_keeps_rank_invariant_values():
