@@ -33,9 +33,9 @@ from hero_gym.types import Trajectory
 METHODS = ("grpo", "sdpo", "full-demo", "hero")
 # Methods that train but are not compared in sweeps by default: behaviour cloning, the sweeps' warm start.
 TRAIN_METHODS = METHODS + ("sft",)
-# Settings a resumed run must share with its checkpoint (others, like steps or eval settings, may change).
 # Distillation teacher weights (see TrainConfig.teacher).
 TEACHERS = ("current", "ema", "ema-bf16", "frozen")
+# Settings a resumed run must share with its checkpoint (others, like steps or eval settings, may change).
 RESUME_IDENTITY = ("env_id", "split", "model", "method", "turn_budget", "group_size", "tasks_per_step", "seed", "lora",
                    "lora_r", "teacher")
 
@@ -286,7 +286,8 @@ class Trainer:
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-            model.config.use_cache = False
+            # model.config.use_cache stays as it is (it would be exported with the model): every training forward
+            # (agents/scoring.py) passes use_cache=False, and rollouts keep their KV cache (model.eval()).
         if cfg.lora:
             try:
                 from peft import LoraConfig, get_peft_model

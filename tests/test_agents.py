@@ -449,9 +449,9 @@ def test_lora_trains_only_adapters_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_distributed_data_parallel_keeps_ranks_identical(tmp_path):
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from agents_fixtures import run_two_ranks
 
     script = tmp_path / "ddp.py"
     script.write_text(f"""
@@ -469,9 +469,7 @@ h = tr.train()
 print("RESULT", tr.rank, tr.world_size, h[-1]["loss"], sum(float(p.double().sum()) for p in tr.model.parameters()),
       h[-1]["episodes"])
 """)
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script)],
-                         capture_output=True, text=True, timeout=300)
+    out = run_two_ranks(script, timeout=900)
     rows = sorted(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT"))
     assert out.returncode == 0 and len(rows) == 2, out.stderr[-2000:]
     assert [r[:2] for r in rows] == [["0", "2"], ["1", "2"]]

@@ -4,17 +4,13 @@ one process that accumulates both ranks' rollout batches, and a rank without los
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from agents_fixtures import METHOD_CONFIGS, build, config
+from agents_fixtures import METHOD_CONFIGS, build, config, run_two_ranks
 from hero_gym.agents import make_trainer
 from hero_gym.agents.checkpoint import load_checkpoint
 from hero_gym.agents.distributed import reduce_stats
@@ -86,18 +82,8 @@ def _launch(tmp_path, batches, strategy, timeout):
     script = tmp_path / "worker.py"
     cfg = json.dumps({**COMMON, "distributed": True, "distributed_strategy": strategy})
     script.write_text(_WORKER.format(tests=str(HERE), batches=str(tmp_path / "batches.pkl"), out=str(out), cfg=cfg))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # --standalone: a free rendezvous port, so parallel runs on one machine do not collide on 29500
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks: a hung rank must not outlive the test
-        proc.communicate()
-        pytest.fail(f"2-rank training did not finish within {timeout}s (a rank waiting in a collective?)")
-    assert proc.returncode == 0, stderr[-3000:]
+    proc = run_two_ranks(script, timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return out, [{**torch.load(out / f"rank{r}.pt", weights_only=True),
                   "resumed": torch.load(out / f"resumed{r}.pt", weights_only=True)} for r in (0, 1)]
 
