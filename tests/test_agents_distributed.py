@@ -62,8 +62,12 @@ torch.save({{"params": {{n: p.detach() for n, p in tr.model.named_parameters()}}
             "losses": [r["loss"] for r in h], "tokens": [r["loss_tokens"] for r in h],
             "episodes": [r["episodes"] for r in h], "rank": tr.rank, "world": tr.world_size}},
            Path({out!r}) / f"rank{{rank}}.pt")
-# Resume from the checkpoint rank 0 wrote (every rank reads it) and train a third step on the first batches again.
-cfg = config(Path({out!r}), "sdpo", **{{**json.loads({cfg!r}), "steps": 3}})
+# Resume from the checkpoint rank 0 wrote (every rank reads it, in a run directory of its own so the test still
+# sees the step-2 checkpoint) and train a third step on the first batches again.
+import shutil, torch.distributed as dist
+dist.barrier()  # rank 0 has written the checkpoint
+shutil.copytree(Path({out!r}) / "sdpo" / "checkpoint", Path({out!r}) / f"resume{{rank}}" / "sdpo" / "checkpoint")
+cfg = config(Path({out!r}) / f"resume{{rank}}", "sdpo", **{{**json.loads({cfg!r}), "steps": 3}})
 model, tok = tiny_model()
 tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=model, tokenizer=tok, rollout_fn=_replay([batches[rank]]))
 assert tr.step == 2
