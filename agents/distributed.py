@@ -38,6 +38,8 @@ import os
 import torch
 
 STRATEGIES = ("ddp", "zero1")
+# How long a rank waits in a collective before the run fails (rank 0's periodic evaluations happen in between).
+COLLECTIVE_TIMEOUT_S = 6 * 3600
 
 
 class _GradSync(torch.nn.Module):
@@ -64,13 +66,19 @@ class DataParallel:
         if "WORLD_SIZE" not in os.environ:
             raise ValueError("distributed=True needs a launcher (torchrun or accelerate launch) that sets "
                              "WORLD_SIZE/RANK")
+        from datetime import timedelta
+
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
+        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
         cpu = device == "cpu" or not torch.cuda.is_available()
         # broadcast_buffers off: DDP's forward is only the gradient-sync zero, and rank 0's buffers (rotary
         # tables) are already copied to every rank when the wrapper is built.
-        self.accelerator = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+        ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+        # Rank 0 evaluates alone (hundreds of episodes) while the others wait in the next step's collective; the
+        # default 30-minute collective timeout would kill such a run.
+        group = InitProcessGroupKwargs(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+        self.accelerator = Accelerator(cpu=cpu, kwargs_handlers=[ddp, group])
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
         self.device = self.accelerator.device
