@@ -26,12 +26,15 @@ import torch
 
 from hero_gym.agents.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hero_gym.agents.context import TurnItem
+from hero_gym.agents.distributed import STRATEGIES, DataParallel, reduce_stats
 from hero_gym.registry import get_spec
 from hero_gym.types import Trajectory
 
 METHODS = ("grpo", "sdpo", "full-demo", "hero")
 # Methods that train but are not compared in sweeps by default: behaviour cloning, the sweeps' warm start.
 TRAIN_METHODS = METHODS + ("sft",)
+# Distillation teacher weights (see TrainConfig.teacher).
+TEACHERS = ("current", "ema", "ema-bf16", "frozen")
 # Settings a resumed run must share with its checkpoint (others, like steps or eval settings, may change).
 RESUME_IDENTITY = ("env_id", "split", "model", "method", "turn_budget", "group_size", "tasks_per_step", "seed", "lora",
                    "lora_r", "teacher")
@@ -97,18 +100,31 @@ class TrainConfig:
     reflection), bf16 (bf16 weights: half the memory, but updates smaller than bf16's resolution are lost, so
     only with large lr or LoRA). auto = bf16-mixed on a GPU, fp32 on CPU."""
     grad_checkpointing: bool = False
-    """On a GPU, recompute activations in backward to save memory."""
+    """Gradient checkpointing (HF ``gradient_checkpointing_enable``, non-reentrant), on GPU and CPU: each decoder
+    layer keeps only its input and recomputes its activations in backward. Same loss and gradients, activation
+    memory ~ layers x hidden per token instead of the full per-layer set, one more forward of compute (the planner,
+    `hero-gym plan --grad-checkpointing`, counts both). Training forwards never use the KV cache."""
     device: str = "auto"
     """"auto" (cuda when present, else cpu), "cpu" or "cuda[:n]". Under `accelerate launch` each process takes
     the device accelerate assigns it."""
     distributed: bool = False
-    """Data-parallel over the processes of `torchrun` or `accelerate launch` (NCCL on GPUs, Gloo on CPU): each
-    rank rolls out its own tasks, gradients are
-    averaged across ranks before every optimiser step; rank 0 logs, evaluates and checkpoints."""
+    """Data-parallel over the processes of `torchrun` or `accelerate launch` (NCCL on GPUs, Gloo on CPU), through
+    accelerate (hero_gym.agents.distributed): each rank rolls out its own tasks, gradients are averaged across
+    ranks before every optimiser step (a rank without loss tokens still joins), the logged step stats are
+    combined over ranks; rank 0 logs, evaluates and checkpoints."""
+    distributed_strategy: str = "ddp"
+    """How `distributed` splits the work: "ddp" (every rank a full copy of weights, gradients, AdamW and teacher;
+    gradients averaged by DDP's bucketed all-reduce) or "zero1" (the same, with AdamW's two moments sharded over
+    the ranks by torch's ZeroRedundancyOptimizer: 8/N instead of 8 bytes per trainable parameter). Fully sharded
+    training (FSDP / ZeRO-3) is not offered: see hero_gym.agents.distributed for why."""
     teacher: str = "ema"
-    """Distillation teacher weights: current (the live model, no grad), ema (moving average) or frozen (initial)."""
+    """Distillation teacher weights: current (the live model under no_grad: no copy, no memory; the paper's
+    Table 4 finds it the weakest), ema (an fp32 moving-average copy, SDPO's default: 4 bytes/param), ema-bf16
+    (the moving average kept in bf16 with stochastic rounding: 2 bytes/param, half of ema's memory) or frozen (an
+    fp32 copy of the initial weights)."""
     teacher_update_rate: float = 0.05
-    """EMA rate r: teacher <- (1 - r) * teacher + r * student after every optimiser step (SDPO default 0.05)."""
+    """EMA rate r: teacher <- (1 - r) * teacher + r * student after every optimiser step (SDPO default 0.05); the
+    teacher moves a share r of the way to the student, the student is never pulled back."""
     rollout_backend: str = "hf"
     """hf (the training model itself) or vllm (VLLMPolicy, weights synced after each update; GPU only)."""
     vllm_gpu_memory_utilization: float = 0.4
@@ -190,8 +206,11 @@ class TrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
-        if self.teacher not in ("current", "ema", "frozen"):
-            raise ValueError(f"teacher must be current, ema or frozen, got {self.teacher!r}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
+        if self.distributed_strategy not in STRATEGIES:
+            raise ValueError(f"distributed_strategy must be one of {STRATEGIES}, got {self.distributed_strategy!r} "
+                             "(FSDP is not supported: see hero_gym.agents.distributed)")
         if not 0 < self.teacher_update_rate <= 1:
             raise ValueError(f"teacher_update_rate must be in (0, 1], got {self.teacher_update_rate}")
         if self.student_pass not in ("trajectory", "turn"):
@@ -218,23 +237,6 @@ class TrainConfig:
                 raise ValueError(f"the task subset for split {split!r} is empty")
 
 
-def _init_distributed(device: str) -> tuple[int, int, torch.device]:
-    """Join the process group that `torchrun` / `accelerate launch` describe in RANK, WORLD_SIZE, LOCAL_RANK."""
-    import os
-
-    import torch.distributed as dist
-
-    if "WORLD_SIZE" not in os.environ:
-        raise ValueError("distributed=True needs a launcher (torchrun or accelerate launch) that sets WORLD_SIZE/RANK")
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = torch.cuda.is_available() and device != "cpu"
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    if cuda:
-        torch.cuda.set_device(local)
-    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu")
-
-
 def _resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -254,9 +256,10 @@ class Trainer:
         config.validate()
         self.config = config
         self.out_dir = Path(config.out_dir)
-        self.rank, self.world_size = 0, 1
+        self.rank, self.world_size, self.dp = 0, 1, None
         if config.distributed:
-            self.rank, self.world_size, self.device = _init_distributed(config.device)
+            self.dp = DataParallel(config.device, config.distributed_strategy)
+            self.rank, self.world_size, self.device = self.dp.rank, self.dp.world_size, self.dp.device
         else:
             self.device = _resolve_device(config.device)
         if model is None:
@@ -269,13 +272,16 @@ class Trainer:
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.model = self._setup_model(model)
+        if self.dp is not None:
+            self.model = self.dp.wrap(self.model)  # the same module; DDP holds its trainable parameters
         self.rollout_fn = rollout_fn or _default_rollout
         self._policy = policy
         self.step = 0
         self.counters: dict[str, int] = {}
         set_all_seeds(config.seed)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        adamw = dict(lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = self.dp.optimizer(params, **adamw) if self.dp is not None else torch.optim.AdamW(params, **adamw)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.prepare()
         if resume and (self.out_dir / "checkpoint").exists():
@@ -287,8 +293,16 @@ class Trainer:
         # Optimiser updates of ~lr are far below bf16's resolution for typical weights: keep fp32 masters unless
         # pure bf16 is asked for explicitly.
         model = model.to(self.device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32)
-        if self.device.type == "cuda" and cfg.grad_checkpointing:
-            model.gradient_checkpointing_enable()
+        if cfg.grad_checkpointing:
+            # Non-reentrant: gradients reach every parameter even when the layer inputs do not require grad
+            # (frozen embeddings under LoRA), and it works the same on CPU.
+            kw = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+            # model.config.use_cache stays as it is (it would be exported with the model): every training forward
+            # (agents/scoring.py) passes use_cache=False, and rollouts keep their KV cache (model.eval()).
         if cfg.lora:
             try:
                 from peft import LoraConfig, get_peft_model
@@ -445,28 +459,32 @@ class Trainer:
         trajs = [t for groups in batches for g in groups for t in g]
         lr = self.scheduler.get_last_lr()[0]
         stats = self.update(batches)
+        ro = _rollout_summary(trajs)
+        if self.dp is not None:  # one record for the run: the loss is the mean over ranks, rollouts are pooled
+            per_rank = self.dp.gather((stats, ro))
+            stats = reduce_stats([s for s, _ in per_rank], self.mean_stats, self.same_stats)
+            ro = {k: sum((r[k] for _, r in per_rank), type(ro[k])()) for k in ro}
         for name, (num, den) in self.rate_stats.items():
             if den in stats:
                 stats[name] = stats.get(num, 0.0) / stats[den] if stats[den] else 0.0
         self.scheduler.step()
         self.after_optimizer_step()
         self.step += 1
-        errors = [t.error for t in trajs if t.error]
-        if errors and len(errors) == len(trajs):
+        errors = ro["errors"]
+        if errors and len(errors) == len(ro["success"]):
             warnings.warn(f"step {self.step}: every rollout failed, nothing was learned; first error: {errors[0]}",
                           RuntimeWarning, stacklevel=2)
-        turns = [turn for t in trajs for turn in t.turns]
-        gen_tokens = sum(len(turn.action_token_ids) for turn in turns)
+        n_turns, gen_tokens = ro["env_turns"], ro["gen_tokens"]
         rec = {
             "step": self.step, "method": self.method_name, "episode_errors": len(errors), "lr": lr, **stats,
-            "episodes": len(trajs), "env_turns": len(turns),
-            "success_rate": float(np.mean([t.success for t in trajs])) if trajs else 0.0,
-            "mean_reward": float(np.mean([t.reward for t in trajs])) if trajs else 0.0,
-            "mean_turns": float(np.mean([t.num_turns for t in trajs])) if trajs else 0.0,
+            "episodes": len(ro["success"]), "env_turns": n_turns,
+            "success_rate": float(np.mean(ro["success"])) if ro["success"] else 0.0,
+            "mean_reward": float(np.mean(ro["reward"])) if ro["reward"] else 0.0,
+            "mean_turns": float(np.mean(ro["turns"])) if ro["turns"] else 0.0,
             # Why a method does not learn starts here: actions the env rejected, and how much was generated.
-            "invalid_action_rate": sum(turn.invalid for turn in turns) / len(turns) if turns else 0.0,
+            "invalid_action_rate": ro["invalid"] / n_turns if n_turns else 0.0,
             "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / rollout_s if rollout_s > 0 else 0.0,
-            "rollout_tokens_in": sum(t.tokens_in for t in trajs),  # context tokens the rollouts processed
+            "rollout_tokens_in": ro["tokens_in"],  # context tokens the rollouts processed
             "rollout_s": rollout_s, "step_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
             "peak_rss_mb": _peak_rss_mb(),
             **{f"total_{k}": v for k, v in self.counters.items()},
@@ -478,6 +496,8 @@ class Trainer:
 
     # Per-step stats that are averaged (not summed) over a step's rollout batches, and rates derived after summing.
     mean_stats: tuple[str, ...] = ("loss",)
+    # Per-step stats that are the same on every rank of a data-parallel run (taken from rank 0, not summed).
+    same_stats: tuple[str, ...] = ("grad_norm", "grad_norm_max", "updates")
     rate_stats: dict[str, tuple[str, str]] = {}
 
     def update(self, batches: list[list[list[Trajectory]]]) -> dict:
@@ -500,22 +520,11 @@ class Trainer:
         """Average gradients across ranks, clip, take one optimiser step; return the gradient norm before clipping."""
         cfg = self.config
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.world_size > 1:
-            self._average_gradients(params)
+        if self.dp is not None:
+            self.dp.sync_gradients()  # every rank, every update: a rank without loss tokens must still join
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
         self.optimizer.step()
         return float(grad_norm)
-
-    def _average_gradients(self, params) -> None:
-        # Plain all-reduce instead of DDP: a rank whose batch has no loss tokens skips backward, which would
-        # leave DDP's bucketed hooks waiting forever.
-        import torch.distributed as dist
-
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
-            p.grad /= self.world_size
 
     @property
     def is_main(self) -> bool:
@@ -553,8 +562,11 @@ class Trainer:
                     bar.write(step_line(rec, cfg.steps, seen["tokens"]), file=sys.stderr)
                 last = self.step == cfg.steps
                 # The checkpoint first, so a kill during a long evaluation does not cost the step's training.
-                if ((cfg.save_every and self.step % cfg.save_every == 0) or last) and self.is_main:
-                    self.save()
+                if (cfg.save_every and self.step % cfg.save_every == 0) or last:
+                    if self.dp is not None:
+                        self.dp.before_save(self.optimizer)  # every rank: a sharded optimiser gathers on rank 0
+                    if self.is_main:
+                        self.save()
                 if periodic_eval_due():
                     self.evaluate()
         finally:
@@ -690,6 +702,15 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+def _rollout_summary(trajs: list[Trajectory]) -> dict:
+    """What a step record says about its rollouts, in a form that pools over ranks by adding (lists concatenate)."""
+    turns = [turn for t in trajs for turn in t.turns]
+    return {"success": [float(t.success) for t in trajs], "reward": [float(t.reward) for t in trajs],
+            "turns": [t.num_turns for t in trajs], "errors": [t.error for t in trajs if t.error],
+            "env_turns": len(turns), "invalid": sum(bool(turn.invalid) for turn in turns),
+            "gen_tokens": sum(len(turn.action_token_ids) for turn in turns), "tokens_in": sum(t.tokens_in for t in trajs)}
+
+
 def set_all_seeds(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -772,10 +793,3 @@ def clone_frozen(model):
     for p in twin.parameters():
         p.requires_grad_(False)
     return twin
-
-
-@torch.no_grad()
-def ema_update(teacher, student, rate: float) -> None:
-    """teacher <- (1 - rate) * teacher + rate * student, parameter by parameter."""
-    for t, s in zip(teacher.parameters(), student.parameters()):
-        t.lerp_(s.detach().to(t.dtype), rate)

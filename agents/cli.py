@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from hero_gym.agents import METHODS, TRAIN_METHODS, TrainConfig, method_config_class, trainer_class
+from hero_gym.agents.base import TEACHERS
 from hero_gym.cli_parser import StrictParser
 from hero_gym.config_file import ConfigFileError, add_config_option, config_tokens, read_config, split_config_arg
 
@@ -89,7 +90,8 @@ def _add_train_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--micro-batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--teacher", choices=("current", "ema", "frozen"), default="ema")
+    p.add_argument("--teacher", choices=TEACHERS, default="ema",
+                   help="distillation teacher: ema (fp32 copy), ema-bf16 (half the memory), frozen, current (no copy)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft)")
     p.add_argument("--device", default="auto")
     p.add_argument("--rollout-backend", choices=("hf", "vllm"), default="hf")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from hero_gym.agents.base import Trainer, clone_frozen, ema_update
+from hero_gym.agents.base import Trainer, clone_frozen
+from hero_gym.agents.ema import ema_update, rounding_generator
 from hero_gym.agents.context import TeacherContextBuilder, TurnItem, student_context
 from hero_gym.agents.credit_log import CreditLog
 from hero_gym.agents.losses import token_divergence
@@ -85,7 +86,10 @@ class SelfDistillTrainer(Trainer):
 
     def prepare(self) -> None:
         self.teacher_builder = TeacherContextBuilder(self.tokenizer, self.config.max_privileged_tokens)
-        self.teacher_model = None if self.config.teacher == "current" else clone_frozen(self.model)
+        teacher = self.config.teacher
+        self.teacher_model = None if teacher == "current" else clone_frozen(self.model)
+        if teacher == "ema-bf16":  # half the copy's memory; ema_update rounds stochastically (agents/ema.py)
+            self.teacher_model.to(torch.bfloat16)
         self.pg = None
         if self.method_config.rl_coef > 0:
             self.pg = PolicyGradient(self, self.method_config, name=f"{self.method_name} rl_coef term")
@@ -103,8 +107,9 @@ class SelfDistillTrainer(Trainer):
             self.teacher_model.load_state_dict(state["teacher"])
 
     def after_optimizer_step(self) -> None:
-        if self.config.teacher == "ema":
-            ema_update(self.teacher_model, self.model, self.config.teacher_update_rate)
+        if self.config.teacher in ("ema", "ema-bf16"):
+            gen = rounding_generator(self.config.seed, self.step, self.device)
+            ema_update(self.teacher_model, self.model, self.config.teacher_update_rate, gen)
         super().after_optimizer_step()
 
     # ----- what each method defines -----------------------------------------------------------------------------

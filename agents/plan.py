@@ -53,7 +53,11 @@ class PlanConfig:
     gpu_mem_gb: float = 80.0
     """Memory of one GPU in GB as sold (80 = an 80 GB A100/H100; converted at 1e9 bytes)."""
     shard: bool = True
-    """Shard weights, gradients, optimiser and teacher over the training GPUs (FSDP full shard / ZeRO-3)."""
+    """Shard weights, gradients, optimiser and teacher over the training GPUs (FSDP full shard / ZeRO-3). Not what
+    `hero-gym train` runs (see zero1): a plan that must be runnable today says --no-shard."""
+    zero1: bool = False
+    """Without shard: AdamW's moments sharded over the training GPUs, weights, gradients and teacher whole on each
+    (ZeRO stage 1, `hero-gym train --distributed --set distributed_strategy=zero1`)."""
     lora: bool = False
     """Train LoRA adapters instead of all weights."""
     lora_r: int = 16
@@ -225,6 +229,8 @@ def plan(c: PlanConfig, shape: ModelShape | None = None) -> Plan:
     n_shard = c.train_gpus if c.shard else 1
     gpu_gib = c.gpu_mem_gb * 1e9 / GIB
     train = {k: v / n_shard / GIB for k, v in state_bytes(s, c).items()}
+    if c.zero1 and not c.shard:
+        train["optimizer (AdamW)"] /= c.train_gpus
     compute = 4 if c.precision == "fp32" else 2
     if c.precision == "bf16-mixed":
         copies = s.n_params() if n_shard == 1 else 2 * s.layer_params()
@@ -274,6 +280,8 @@ def _fixes(c: PlanConfig) -> list[tuple[str, dict]]:
         out.append(("--grad-checkpointing", {"grad_checkpointing": True}))
     if c.method != "grpo" and c.teacher in ("ema", "frozen"):
         out.append(("--teacher ema-bf16", {"teacher": "ema-bf16"}))
+    if not c.shard and not c.zero1 and c.train_gpus > 1:
+        out.append(("--zero1", {"zero1": True}))
     if not c.shard and c.train_gpus > 1:
         out.append(("--shard", {"shard": True}))
     if c.rollout == "vllm":

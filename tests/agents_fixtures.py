@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import torch
 
@@ -89,3 +93,21 @@ def loss_before_and_after(tr, updates: int) -> tuple[float, float]:
     with torch.no_grad():
         last = tr.batch_loss(groups, 1.0)["loss"]
     return first, last
+
+
+def run_two_ranks(script, timeout: float) -> subprocess.CompletedProcess:
+    """Run `script` as 2 ranks under torchrun (Gloo on CPU); on timeout kill the launcher and both ranks (a rank
+    waiting in a collective must not outlive the test) and fail."""
+    import pytest
+
+    # --standalone: a free rendezvous port, so parallel runs on one machine do not collide on 29500
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"2-rank training did not finish within {timeout}s (a rank waiting in a collective?)")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

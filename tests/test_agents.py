@@ -477,9 +477,9 @@ def test_lora_trains_only_adapters_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_distributed_data_parallel_keeps_ranks_identical(tmp_path):
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from agents_fixtures import run_two_ranks
 
     script = tmp_path / "ddp.py"
     script.write_text(f"""
@@ -494,14 +494,15 @@ m, tok = tiny_model()
 cfg = config(Path({str(tmp_path)!r}), "sdpo", distributed=True, device="cpu", steps=2, teacher="frozen")
 tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=m, tokenizer=tok, rollout_fn=toy_rollout)
 h = tr.train()
-print("RESULT", tr.rank, tr.world_size, h[-1]["loss"], sum(float(p.double().sum()) for p in tr.model.parameters()))
+print("RESULT", tr.rank, tr.world_size, h[-1]["loss"], sum(float(p.double().sum()) for p in tr.model.parameters()),
+      h[-1]["episodes"])
 """)
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
-                         capture_output=True, text=True, timeout=300)
+    out = run_two_ranks(script, timeout=900)
     rows = sorted(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT"))
     assert out.returncode == 0 and len(rows) == 2, out.stderr[-2000:]
     assert [r[:2] for r in rows] == [["0", "2"], ["1", "2"]]
-    assert rows[0][2] != rows[1][2]  # each rank trained on its own rollouts...
+    # each rank rolled out its own 2 tasks x G=2 and the step record pools both ranks' rollouts and losses...
+    assert rows[0][4] == rows[1][4] == "8" and rows[0][2] == rows[1][2]
     assert rows[0][3] == rows[1][3]  # ...and the averaged update kept the weights identical
     assert len((tmp_path / "sdpo" / "train_log.jsonl").read_text().splitlines()) == 2  # rank 0 logs alone
 

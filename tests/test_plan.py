@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hero_gym.agents.model_shapes import ModelShape, load_shape
-from hero_gym.agents.plan import GIB, PlanConfig, plan, state_bytes, suggest
+from hero_gym.agents.plan import GIB, PlanConfig, _fixes, plan, state_bytes, suggest
 from hero_gym.benchmarks.plan_check import check
 from hero_gym.cli import main
 
@@ -73,6 +73,16 @@ def test_sharding_divides_state_and_vllm_takes_its_share():
     # KV cache: 36 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 144 KiB per token
     assert load_shape("Qwen3-4B-Instruct-2507").kv_bytes_per_token() == 147456
     assert one.engine["vLLM KV cache"] == pytest.approx(4 * 32768 * 147456 / GIB)
+
+
+def test_zero1_shards_only_the_optimiser_as_hero_gym_train_does():
+    whole = plan(PlanConfig(gpus=8, shard=False))
+    z = plan(PlanConfig(gpus=8, shard=False, zero1=True))
+    assert z.train["optimizer (AdamW)"] == pytest.approx(whole.train["optimizer (AdamW)"] / 8)
+    for k in ("weights", "gradients", "teacher", "activations"):
+        assert z.train[k] == whole.train[k]
+    assert plan(PlanConfig(gpus=8, zero1=True)).train == plan(PlanConfig(gpus=8)).train  # shard already covers it
+    assert "--zero1" in [flag for flag, _ in _fixes(PlanConfig(gpus=8, shard=False))]
 
 
 def test_a_config_that_does_not_fit_is_refused_with_one_that_does(capsys):
