@@ -149,11 +149,11 @@ def test_plan_cli_reads_the_run_config(tmp_path, capsys):
     f = RECIPES / "table1-retail-hero.toml"
     code = main(["plan", "--config", str(f)])
     out = capsys.readouterr().out
-    assert "max_model_len 16896" in out and "8 training GPU(s)" in out
+    assert "max_model_len 16896" in out and "6 training GPU(s) + 2 vLLM GPU(s)" in out
     assert code == (0 if "\nfits" in out else 1)
     # an explicit flag overrides the file's [plan] table: one GPU cannot hold the full fine-tuning
-    assert main(["plan", "--config", str(f), "--gpus", "1"]) == 1
-    assert "1 training GPU(s)" in capsys.readouterr().out
+    assert main(["plan", "--config", str(f), "--gpus", "3"]) == 1
+    assert "1 training GPU(s) + 2 vLLM GPU(s)" in capsys.readouterr().out
 
 
 def test_ood_evaluation_uses_the_other_env_and_restores_the_trainer(tmp_path):
