@@ -1,13 +1,9 @@
 """`pip install -e .` (what `make setup` runs) prints no warnings about our own configuration, puts only the package
 on sys.path (not the checkout, whose `agents/` would shadow other `agents` packages), and picks up a module added
 after the install without reinstalling.
-
-pip shows a build backend's warnings only since pip 25 (and only some of them); with `-v` every pip shows the
-backend's whole output, so the check reads that and does not depend on which pip the suite runs with.
 """
 
 import os
-import re
 import subprocess
 import sys
 import venv
@@ -15,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from build_warnings import CALLER_SETTINGS, backend_warnings
+
 ROOT = Path(__file__).resolve().parents[1]
-# Warning classes (SetuptoolsDeprecationWarning, BuildBackendWarning, ...), setuptools' InformationOnly notices and
-# their `!!` banners, and distutils-style `warning:` lines. pip's own upper-case `WARNING:` lines are about this
-# machine's index settings, not about our pyproject.
-OURS = re.compile(r"[A-Za-z]*Warning\b|InformationOnly|^\s*!!\s*$|^\s*warning:", re.M)
-
-
-def backend_warnings(log: str) -> list[str]:
-    return [line.strip() for line in log.splitlines() if OURS.search(line)]
 
 
 def test_backend_warning_patterns_match_what_setuptools_and_pip_print():
@@ -31,6 +21,9 @@ def test_backend_warning_patterns_match_what_setuptools_and_pip_print():
     assert backend_warnings("  editable_wheel.py:354: InformationOnly: Editable installation.\n  !!\n")
     assert backend_warnings("  editable_wheel.py:354: BuildBackendWarning: Editable installation.")
     assert backend_warnings("  warning: build_py: byte-compiling is disabled, skipping.")
+    # ... and what the license table and the data folders printed before (test_light_install builds the wheel).
+    assert backend_warnings("  SetuptoolsDeprecationWarning: License classifiers are deprecated.")
+    assert backend_warnings("  _Warning: Package 'hero_gym.agents.prompts' is absent from the `packages` configuration.")
     assert not backend_warnings("  WARNING: Location 'file:///x/simple/wheel/' is ignored: it is neither a file nor a "
                                 "directory.\n  Editable install will be performed using .pth file to extend `sys.path`")
 
@@ -44,8 +37,7 @@ def test_editable_install_is_quiet_and_sees_new_modules(tmp_path):
     site = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         text=True).strip())
     (site / "zz_outer.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
-    # PYTHONDONTWRITEBYTECODE makes distutils print "byte-compiling is disabled": a setting of the caller, not ours.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
+    env = {k: v for k, v in os.environ.items() if k not in CALLER_SETTINGS}
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-v", "--no-deps", "-e",
                               str(ROOT)], capture_output=True, text=True, env=env, timeout=600)
     log = install.stdout + install.stderr
