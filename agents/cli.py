@@ -74,48 +74,69 @@ def _int_list(text: str) -> list[int]:
 
 
 def _add_train_options(p: argparse.ArgumentParser, sweep: bool) -> None:
+    # Every help names its unit and default (%(default)s is argparse's value), so `--help` alone explains a run.
     if not sweep:
-        p.add_argument("--method", required=True, choices=TRAIN_METHODS)
-        p.add_argument("--turn-budget", type=int, default=15, help="max turns per training rollout")
-        p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--env", required=True, help="registered env id, e.g. hero_gym/WebShop-v0")
-    p.add_argument("--split", default="train")
-    p.add_argument("--tasks", default="all", help="training tasks: 'all', '0-99', '0-4,10'")
-    p.add_argument("--model", default="smollm2", help="smollm2 | tiny | model folder | hub id")
-    p.add_argument("--group-size", type=int, default=8, help="rollouts per task (G)")
-    p.add_argument("--tasks-per-step", type=int, default=4)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--micro-batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=1.0)
+        p.add_argument("--method", required=True, choices=TRAIN_METHODS, help="training method (required)")
+        p.add_argument("--turn-budget", type=int, default=15,
+                       help="training turn budget: max agent turns per training rollout (default %(default)s)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="seed of task sampling, episode seeds and the torch/numpy RNGs (default %(default)s)")
+    p.add_argument("--env", required=True, help="registered env id, e.g. hero_gym/WebShop-v0 (required; see "
+                                                "`hero-gym envs`)")
+    p.add_argument("--split", default="train", help="split the training tasks come from (default %(default)s)")
+    p.add_argument("--tasks", default="all", help="training task indices: 'all', '0-99', '0-4,10' (default %(default)s)")
+    p.add_argument("--model", default="smollm2",
+                   help="smollm2 | tiny | model folder | hub id (default %(default)s: the embedded SmolLM2-135M)")
+    p.add_argument("--group-size", type=int, default=8, help="rollouts per task per batch, G (default %(default)s)")
+    p.add_argument("--tasks-per-step", type=int, default=4,
+                   help="distinct tasks per rollout batch (default %(default)s)")
+    p.add_argument("--steps", type=int, default=10, help="optimiser steps to train for (default %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-5, help="AdamW peak learning rate (default %(default)s)")
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="rollout batches summed into one optimiser step (default %(default)s)")
+    p.add_argument("--micro-batch-size", type=int, default=8,
+                   help="turns per forward pass; only memory depends on it (default %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=256,
+                   help="generation cap per agent turn, in tokens (default %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature of training rollouts (default %(default)s)")
     p.add_argument("--teacher", choices=TEACHERS, default="ema",
-                   help="distillation teacher: ema (fp32 copy), ema-bf16 (half the memory), frozen, current (no copy)")
-    p.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--rollout-backend", choices=("hf", "vllm"), default="hf")
-    p.add_argument("--eval-split", default=None, help="evaluate on this split (at the end, and every --eval-every)")
-    p.add_argument("--eval-tasks", default="all")
-    p.add_argument("--eval-k", type=int, default=1)
-    p.add_argument("--eval-every", type=int, default=0)
-    p.add_argument("--eval-max-turns", type=int, default=None)
+                   help="distillation teacher weights: ema (a moving average, fp32 copy), ema-bf16 (the same in bf16, "
+                        "half the memory), frozen (the initial weights) or current (the live model, no copy) "
+                        "(default %(default)s)")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters instead of all weights (needs the "
+                                                       "`lora` extra; default: off)")
+    p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu or cuda[:n] "
+                                                    "(default %(default)s)")
+    p.add_argument("--rollout-backend", choices=("hf", "vllm"), default="hf",
+                   help="hf (the training model) or vllm (GPU only) generates rollouts (default %(default)s)")
+    p.add_argument("--eval-split", default=None,
+                   help="evaluate on this split at the end, and every --eval-every steps (default: no evaluation)")
+    p.add_argument("--eval-tasks", default="all", help="evaluation task indices, as --tasks (default %(default)s)")
+    p.add_argument("--eval-k", type=int, default=1, help="attempts per evaluation task (default %(default)s)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="evaluate every N optimiser steps (default %(default)s: only at the end)")
+    p.add_argument("--eval-max-turns", type=int, default=None,
+                   help="agent turn cap of evaluation episodes (default: the env's)")
     p.add_argument("--user", default=None,
-                   help="tau envs: simulated user, 'scripted' (default) or 'llm:POLICY_SPEC' (as in hero-gym eval)")
+                   help="tau envs: simulated user, 'scripted' or 'llm:POLICY_SPEC' as in hero-gym eval "
+                        "(default scripted)")
     p.add_argument("--distributed", action="store_true",
-                   help="data-parallel across the processes of torchrun / accelerate launch")
+                   help="data-parallel across the processes of torchrun / accelerate launch (default: off)")
     p.add_argument("--reflector", default=None,
                    help="HERO reflector: any policy spec (hf:PATH, vllm:MODEL, http://HOST/v1#MODEL, scripted:TEXT, "
-                        "pkg.mod:factory); default: the model being trained")
+                        "pkg.mod:factory) (default: the model being trained)")
     p.add_argument("--ood-env", default=None,
                    help="after training, also evaluate the final model on this env (e.g. hero_gym/TauAirline-v0, "
                         "out of domain) into OUT/ood/<env>/eval/final, with the same --user and --eval-k")
     p.add_argument("--ood-split", default="test", help="split of --ood-env (default %(default)s)")
-    p.add_argument("--ood-tasks", default="all", help="tasks of --ood-split: 'all', '0-49', ...")
+    p.add_argument("--ood-tasks", default="all", help="tasks of --ood-split: 'all', '0-49', ... (default %(default)s)")
     add_config_option(p)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other TrainConfig / method config field (JSON value), repeatable")
-    p.add_argument("--out", required=True, help="run directory (sweep: parent directory)")
+                   help="any other TrainConfig / method config field (JSON value), repeatable (default: none)")
+    p.add_argument("--out", required=True,
+                   help="parent directory: one run directory OUT/METHOD-B<budget>-s<seed> per run (required; a rerun "
+                        "resumes)" if sweep else "run directory (required; a rerun resumes from its checkpoint)")
 
 
 def config_fields() -> set[str]:
@@ -252,10 +273,26 @@ def _run_one(args, method: str, budget: int, seed: int, out: str) -> dict:
     return last
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """`hero-gym train`: train one method; returns the exit code."""
+def build_train_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hero-gym train", description="Train a policy with HERO, SDPO, Full-Demo or GRPO.")
     _add_train_options(p, sweep=False)
+    return p
+
+
+def build_sweep_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hero-gym sweep", description="Train methods x turn budgets x seeds (each run resumes).")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default %(default)s)")
+    p.add_argument("--budgets", type=_int_list, required=True,
+                   help="comma-separated training turn budgets, in agent turns, e.g. 3,6 (required)")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds (default 0)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and exit (default: off)")
+    _add_train_options(p, sweep=True)
+    return p
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """`hero-gym train`: train one method; returns the exit code."""
+    p = build_train_parser()
     try:
         args = p.parse_args(with_config(p, sys.argv[1:] if argv is None else argv, sweep=False))
         _run_one(args, args.method, args.turn_budget, args.seed, args.out)
@@ -267,18 +304,12 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def sweep_parser() -> argparse.ArgumentParser:
     """The parser of `hero-gym sweep` (its options are the keys a run config file may hold)."""
-    p = _Parser(prog="hero-gym sweep", description="Train methods x turn budgets x seeds (each run resumes).")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, default all four")
-    p.add_argument("--budgets", type=_int_list, required=True, help="training turn budgets, e.g. 3,6")
-    p.add_argument("--seeds", type=_int_list, default=[0])
-    p.add_argument("--dry-run", action="store_true", help="print the runs and exit")
-    _add_train_options(p, sweep=True)
-    return p
+    return build_sweep_parser()
 
 
 def sweep_main(argv: list[str] | None = None) -> int:
     """`hero-gym sweep`: every method x training turn budget x seed, one run directory each (resumable)."""
-    p = sweep_parser()
+    p = build_sweep_parser()
     try:
         args = p.parse_args(with_config(p, sys.argv[1:] if argv is None else argv, sweep=True))
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -352,19 +352,31 @@ def render(p: Plan) -> str:
     return "\n".join(lines)
 
 
+def _field_docs(cls) -> dict[str, str]:
+    """The docstring under each field of a dataclass (the one place a field's meaning and unit are written)."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    return {a.target.id: " ".join(d.value.value.split()) for a, d in zip(body, body[1:])
+            if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr) and isinstance(d.value, ast.Constant)}
+
+
 def _parser() -> argparse.ArgumentParser:
     from hero_gym.cli import _Parser
 
     p = _Parser(prog="hero-gym plan", description=__doc__.split("\n")[0])
     p.add_argument("--config", metavar="RUN_FILE", default=None,
-                   help="a run config (agents/recipes/*.toml): its settings and [plan] table; flags override it")
+                   help="a run config (agents/recipes/*.toml): its settings and [plan] table; flags override it (default: none)")
+    docs = _field_docs(PlanConfig)
     for f in dataclasses.fields(PlanConfig):
         opt = "--gpu-mem" if f.name == "gpu_mem_gb" else "--" + f.name.replace("_", "-")
+        help_ = docs[f.name].replace("%", "%%") + " (default %(default)s)"
         if f.type == "bool":
-            p.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
+            p.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
         else:
             kind = {"int": int, "float": float}.get(f.type, str)
-            p.add_argument(opt, dest=f.name, type=kind, default=f.default, help="default %(default)s")
+            p.add_argument(opt, dest=f.name, type=kind, default=f.default, help=help_)
     return p
 
 

@@ -124,13 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_options(p)
 
     p = sub.add_parser("summary", help="metrics table of runs (mean@k, pass@k, pass^k with 95%% CIs, turns)")
-    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (as `hero-gym eval --out` writes them)")
     p.add_argument("--k", type=_positive_int, default=None, help="k for pass@k/pass^k (default: fewest attempts)")
     p.add_argument("--csv", help="also write the full table as CSV")
 
     p = sub.add_parser("compare", help="head-to-head table of runs with paired tests against the first")
-    p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("--k", type=_positive_int, default=None)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories; the first is the baseline unless --baseline")
+    p.add_argument("--k", type=_positive_int, default=None, help="k for pass@k/pass^k (default: fewest attempts)")
     p.add_argument("--baseline", type=_non_negative_int, default=0, help="index of the baseline run (default 0)")
     p.add_argument("--csv", help="write the table as CSV")
     p.add_argument("--md", help="write the table as Markdown")
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("budget-sweep", "success and turns against the turn budget, per method"),
                         ("heatmap", "per-task success rate, one row per run, tasks sorted by difficulty")):
         q = psub.add_parser(name, help=help_)
-        q.add_argument("runs", nargs="+", metavar="RUN")
+        q.add_argument("runs", nargs="+", metavar="RUN", help="evaluation run directories (e.g. a sweep's "
+                                                              "*/eval/final)")
         q.add_argument("--out", required=True, help="figure to write: .png, .pdf or .svg")
         if name == "budget-sweep":
             q.add_argument("--budget", choices=("auto", "train", "eval"), default="auto",
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="HTML file to write (default: RUN/report.html)")
 
     p = sub.add_parser("export", help="export a run as chat JSONL (TRL/verl) or Parquet (flat fields)")
-    p.add_argument("run", metavar="RUN")
+    p.add_argument("run", metavar="RUN", help="evaluation run directory")
     p.add_argument("--out", required=True, help="F.jsonl (chat messages + tools) or F.parquet (flat fields)")
     p.add_argument("--only-success", action="store_true", help="chat JSONL: successful episodes only")
 

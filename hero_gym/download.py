@@ -458,8 +458,7 @@ def _packaged(dataset: str) -> int:
                and any(p.is_file() for p in candidate_paths(dataset, f["path"])[1:]) for f in manifest(dataset)["files"])
 
 
-def data_main(argv: list[str] | None = None) -> int:
-    """`hero-gym data list|verify|download ...`; returns the exit status (0 ok, 1 data problem, 2 usage)."""
+def build_data_parser() -> StrictParser:
     ap = StrictParser(prog="hero-gym data", description="List, verify and download benchmark data.")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=StrictParser)
     sub.add_parser("list", help="datasets and whether their files are present")
@@ -467,15 +466,21 @@ def data_main(argv: list[str] | None = None) -> int:
     p_ver.add_argument("names", nargs="*", help="datasets (default: every dataset with at least one file present)")
     p_ver.add_argument("--dest", help="check only this data directory (default: where the package looks, see `hero-gym data list`)")
     p_dl = sub.add_parser("download", help="fetch a dataset from its pinned upstream sources")
-    p_dl.add_argument("name")
+    p_dl.add_argument("name", help="dataset (see `hero-gym data list`)")
     p_dl.add_argument("--dest", help="directory to write to (default: the data directory `hero-gym data list` names)")
     p_dl.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
     p_dl.add_argument("--force", action="store_true", help="re-fetch files that are already valid")
     p_en = sub.add_parser("ensure", help="download the missing files of datasets; one message and exit 1 if that "
                                          "cannot be done (what `make test` runs first)")
-    p_en.add_argument("names", nargs="+")
+    p_en.add_argument("names", nargs="+", help="datasets (see `hero-gym data list`)")
     p_en.add_argument("--dest", help="directory to write to (default: the data directory `hero-gym data list` names)")
     p_en.add_argument("--base-url", help="mirror that replaces scheme+host of every upstream URL")
+    return ap
+
+
+def data_main(argv: list[str] | None = None) -> int:
+    """`hero-gym data list|verify|download ...`; returns the exit status (0 ok, 1 data problem, 2 usage)."""
+    ap = build_data_parser()
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:

@@ -1,6 +1,8 @@
-"""The package layout: envs/ and agents/ import as hero_gym.envs / hero_gym.agents, and every package ships."""
+"""The package layout: envs/, agents/ and benchmarks/ import as hero_gym.envs / .agents / .benchmarks, and every package
+ships."""
 
 import importlib
+import os
 import tomllib
 from pathlib import Path
 
@@ -13,19 +15,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_mapped_packages_import_from_the_top_level_folders():
-    assert Path(importlib.import_module("hero_gym.envs").__file__).parent == ROOT / "envs"
-    assert Path(importlib.import_module("hero_gym.agents").__file__).parent == ROOT / "agents"
+    # Through the symlinks hero_gym/envs -> ../envs etc. (see pyproject.toml): the code that runs is the user's folder.
+    for name in ("envs", "agents", "benchmarks"):
+        assert Path(importlib.import_module(f"hero_gym.{name}").__file__).resolve().parent == ROOT / name
+        assert (ROOT / "hero_gym" / name).is_symlink() and (ROOT / "hero_gym" / name).resolve() == ROOT / name
+    assert (ROOT / "src" / "hero_gym").resolve() == ROOT / "hero_gym"
 
 
 def test_every_package_folder_is_listed_in_pyproject():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
-    mapping = cfg["package-dir"]
+    src = ROOT / cfg["package-dir"][""]
     found = set()
-    for pkg, folder in mapping.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder)
-            found.add(".".join([pkg, *rel.parts]))
+    for folder, _, files in os.walk(src, followlinks=True):
+        if "__init__.py" in files:
+            found.add(".".join(Path(folder).relative_to(src).parts))
+    assert "hero_gym.envs.webshop" in found and "hero_gym.agents" in found
     assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
 
 

@@ -32,11 +32,13 @@ SUBSTITUTIONS = [
      "the tiny test model trains in seconds; the trainer code path is the same"),
     (r"--method sft", "--method sft --model tiny",
      "the warm start trains the default SmolLM2 for minutes; the tiny model runs the same SFT code path"),
-    (r"^hero-gym plot credit ", None,
-     "NOT COVERED: the one-step tiny HERO run above distils no turn, so it has no credit figure to draw; "
-     "tests/test_viewer_credit.py covers the credit figure on a fixture record"),
     (r"--k 4", "--k 2", "2 attempts still give pass^k and paired attempts; 4 only cost time"),
     (r"(hero-gym eval .*)$", r"\1 --limit 3 --no-progress", "3 of the 500 test tasks, no progress bar in a log"),
+    (r"^(hero-gym train --method hero .*)--steps 10",
+     r"\1--steps 3 --tasks 0-1 --tasks-per-step 1 --max-new-tokens 8 "
+     r"""--reflector 'scripted:{"turn": 1, "necessary": false, "cause": "it clicked before it searched"}'""",
+     "three short steps, so that `plot credit --step 3` has its step; the tiny model's own reflections are noise "
+     "that diagnoses no turn (nothing distilled, nothing to draw), so a scripted reflector diagnoses each first turn"),
     (r"--steps 10", "--steps 1 --tasks 0-1 --tasks-per-step 1 --max-new-tokens 8", "one optimiser step on 2 training tasks, short turns"),
     (r"--eval-tasks 0-19", "--eval-tasks 0-1", "2 evaluation tasks still write eval/final"),
     (r"--methods hero,sdpo,full-demo,grpo", "--methods sdpo,grpo",
@@ -101,3 +103,5 @@ def test_every_readme_shell_command_runs(tmp_path):
     assert ran >= 12
     assert (work / "runs" / "sweep" / "budget_sweep.pdf").read_bytes().startswith(b"%PDF")
     assert (work / "tasks.pdf").is_file() and (work / "smol.jsonl").is_file() and (work / "cmp.md").is_file()
+    assert (work / "credit.png").read_bytes().startswith(b"\x89PNG")
+    assert all((work / f).is_file() for f in ("runs/smol/report.html", "runs/hero/report.html", "smol_vs_oracle.html"))
