@@ -128,7 +128,7 @@ def _add_train_options(p: argparse.ArgumentParser, sweep: bool) -> None:
                         "pkg.mod:factory) (default: the model being trained)")
     p.add_argument("--ood-env", default=None,
                    help="after training, also evaluate the final model on this env (e.g. hero_gym/TauAirline-v0, "
-                        "out of domain) into OUT/ood/<env>/eval/final, with the same --user and --eval-k")
+                        "out of domain) into OUT/ood/<env>/eval/final, with the same --user and --eval-k (default: none)")
     p.add_argument("--ood-split", default="test", help="split of --ood-env (default %(default)s)")
     p.add_argument("--ood-tasks", default="all", help="tasks of --ood-split: 'all', '0-49', ... (default %(default)s)")
     add_config_option(p)

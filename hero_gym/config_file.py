@@ -170,4 +170,4 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     """Declare --config for --help (the value itself is consumed by expand_config before parsing)."""
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="TOML/YAML/JSON file of option values (keys = option names or config fields); "
-                             "flags given explicitly override it")
+                             "flags given explicitly override it (default: none)")
