@@ -28,11 +28,12 @@ WARM=$RUNS/warmstart-sft
 COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed
         --set prefix_cache_mb=3072 --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK"
         --eval-split test --eval-tasks 0-49 --eval-k 4 --eval-max-turns 8)
-# The four methods from the warm start: 8 steps x 2 tasks x G=2 (32 training episodes), lr 1e-4 (the warm start's:
-# at 3e-5, 8 steps move a 135M model too little to measure); a learning-curve point at step 4 (the 50 test goals,
+# The four methods from the warm start: 8 steps x 2 tasks x G=2 (32 training episodes), lr 1e-5. (full-demo-B4-s0
+# ran at 1e-4, the warm start's rate, and collapsed within 3 steps; at 1e-5 it did not in 4: README.md, and its
+# config.json holds the exact settings it ran with.) A learning-curve point at step 4 (the 50 test goals,
 # 1 attempt each) and the final mean@4 at step 8. EVAL_EVERY=0 leaves the step-4 point to eval_snapshot.sh (another
 # lane evaluates a copy of the step-4 checkpoint while this one trains on).
-METHODS=(--model $WARM/model --group-size 2 --tasks-per-step 2 --steps 8 --lr 1e-4 --eval-every ${EVAL_EVERY:-4} --set periodic_eval_k=1
+METHODS=(--model $WARM/model --group-size 2 --tasks-per-step 2 --steps 8 --lr 1e-5 --eval-every ${EVAL_EVERY:-4} --set periodic_eval_k=1
          --set reflect_mode=per_turn --set demo_source=sibling_then_oracle --set export_model=false)
 
 step() {  # step NAME COMMAND...: run, time, log
