@@ -34,9 +34,9 @@ class FullDemoConfig(DistillConfig):
     """Per-message character cap when the demonstration is rendered as text."""
     demo_step_hint: bool = False
     """End the teacher's block for turn t with the demonstration's action at turn t ("In the worked example, the
-    action at this step was: ..."). Without it a small teacher copies the demonstration's last action: SmolLM2-135M
-    read a whole episode ending in click[buy now] right before its reply and proposed click[buy now] on every page,
-    and its students collapsed to that action within 5 steps (results/sweep-cpu-webshop-warmstart/README.md)."""
+    action at this step was: ..."), so the teacher knows where in the demonstration the student stands. Tried
+    against Full-Demo's collapse to click[buy now] at lr 1e-4 on SmolLM2-135M: it did not prevent it (a lower
+    learning rate did; results/sweep-cpu-webshop-warmstart/README.md)."""
 
     def validate(self, train) -> None:
         super().validate(train)
