@@ -224,9 +224,7 @@ class HFPolicy:
                         finish[r] = "length"
                 if all(f is not None for f in finish):
                     break
-                cache = getattr(out, "cache", None)
-                if cache is None:
-                    cache = out.past_key_values
+                cache = _out_cache(out)
                 keep = [b for b, r in enumerate(live) if finish[r] is None]
                 if len(keep) < len(live):
                     # Finished rows leave the batch: a decode step costs about its row count, and one long
@@ -246,10 +244,7 @@ class HFPolicy:
                                  use_cache=True, **{self._cache_kw: cache})
                 fed += 1
             if kv is not None:
-                cache = getattr(out, "cache", None)
-                if cache is None:
-                    cache = out.past_key_values
-                self._keep(cache, chunk, hits, tokens, C, S, fed, list(enumerate(live)))
+                self._keep(_out_cache(out), chunk, hits, tokens, C, S, fed, list(enumerate(live)))
         finally:
             if was_training:
                 self.model.train()
@@ -311,3 +306,9 @@ class HFPolicy:
     def _hit_stop(self, ids: list[int], stops: list[str]) -> bool:
         tail = self.tokenizer.decode(ids[-64:], skip_special_tokens=False)
         return any(s and s in tail for s in stops)
+
+
+def _out_cache(out):
+    """A forward's key/value cache (transformers 5.x names it `cache`, earlier versions `past_key_values`)."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
