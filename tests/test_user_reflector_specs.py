@@ -37,11 +37,16 @@ def test_hero_reflector_requests_go_to_the_server(server, tmp_path):
     trainer = HEROTrainer(cfg, HEROConfig(), model=model, tokenizer=tok, reflector=reflector)
     trainer.prepare_groups([trajs])
     assert len(server.seen) == len(trajs) == trainer.selection_stats["reflections"]
-    for req, traj in zip(server.seen, trajs):
+    for req in server.seen:
         body = req["body"]
         assert req["path"] == "/v1/chat/completions" and body["model"] == "reflector-model"
         assert body["temperature"] == 0.0  # greedy reflection (HEROConfig.reflect_temperature)
-        assert traj.turns[0].action in body["messages"][0]["content"]  # the transcript it judges
+    # The HTTP reflector sends its requests concurrently, so they arrive in any order: pair them by content.
+    contents = [req["body"]["messages"][0]["content"] for req in server.seen]
+    for traj in trajs:
+        transcript = trainer._transcript(traj)  # the transcript it judges, each in exactly one request
+        assert traj.turns[0].action in transcript
+        assert sum(transcript in c for c in contents) == 1
 
 
 def test_simulated_user_requests_go_to_the_server(server):
