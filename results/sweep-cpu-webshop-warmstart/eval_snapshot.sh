@@ -10,7 +10,8 @@ set -u
 cd "$(dirname "$0")/../.."
 RUN=$1; STEP=$2; TASKS=${3:-0-49}; K=${4:-1}; PART=${5:-}
 RUNS=${RUNS:-runs/i8}
-SRC=$RUNS/sweep/$RUN; SNAP=$RUNS/snap-step$STEP${PART:+-$PART}
+SWEEP=${SWEEP:-sweep-lr1e-5}; LR=${LR:-1e-5}  # as in run_sweep.sh (session 3's lr 1e-4 run: SWEEP=sweep LR=1e-4)
+SRC=$RUNS/$SWEEP/$RUN; SNAP=$RUNS/snap-$SWEEP/step$STEP${PART:+-$PART}
 export HERO_GYM_DATA=${HERO_GYM_DATA:-/work/shared/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 RES=results/sweep-cpu-webshop-warmstart
@@ -23,7 +24,7 @@ m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
 EK=$(cat $RES/env_kwargs.json)
 echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
 .venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model $RUNS/warmstart-sft/model --group-size 2 \
-  --tasks-per-step 2 --steps $STEP --lr 1e-4 --eval-every 0 --set reflect_mode=per_turn \
+  --tasks-per-step 2 --steps $STEP --lr $LR --eval-every 0 --set reflect_mode=per_turn \
   --set demo_source=sibling_then_oracle --set export_model=false \
   --env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed --set prefix_cache_mb=3072 \
   --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK" \

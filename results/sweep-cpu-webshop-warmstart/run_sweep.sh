@@ -19,6 +19,11 @@ HG=${HG:-.venv/bin/hero-gym}
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/i8}
 RES=results/sweep-cpu-webshop-warmstart
+# Method runs go to $RUNS/$SWEEP and their records to $RES/<SWEEP without "sweep-">: the lr 1e-5 sweep is
+# sweep-lr1e-5 -> lr1e-5/. (The lr 1e-4 run full-demo-B4-s0 of session 3 ran into $RUNS/sweep and its records are
+# in $RES/full-demo-B4-s0.)
+SWEEP=${SWEEP:-sweep-lr1e-5}
+RESOUT=$RES/${SWEEP#sweep-}
 EK=$(cat $RES/env_kwargs.json)
 WARM=$RUNS/warmstart-sft
 # Shared by every run: env settings, generation cap, evaluation set (test goals 0-49, mean@4, 8 turns) decoded
@@ -57,13 +62,13 @@ job() {
       local r=${1%-G1} m b s
       m=${r%-B*}; b=${r##*-B}; s=${b#*-s}; b=${b%-s*}
       step $1 $HG sweep --methods $m --budgets $b --seeds $s "${METHODS[@]}" --group-size 1 --tasks-per-step 4 \
-          "${COMMON[@]}" --out $RUNS/sweep-G1 &&
-      $PY -m hero_gym.benchmarks.collect_runs $RUNS/sweep-G1/$r --out $RES/G1 ;;
+          "${COMMON[@]}" --out $RUNS/$SWEEP-G1 &&
+      $PY -m hero_gym.benchmarks.collect_runs $RUNS/$SWEEP-G1/$r --out $RESOUT/G1 ;;
     *)
       local m b s
       m=${1%-B*}; b=${1##*-B}; s=${b#*-s}; b=${b%-s*}
-      step $1 $HG sweep --methods $m --budgets $b --seeds $s "${METHODS[@]}" "${COMMON[@]}" --out $RUNS/sweep &&
-      $PY -m hero_gym.benchmarks.collect_runs $RUNS/sweep/$1 --out $RES ;;
+      step $1 $HG sweep --methods $m --budgets $b --seeds $s "${METHODS[@]}" "${COMMON[@]}" --out $RUNS/$SWEEP &&
+      $PY -m hero_gym.benchmarks.collect_runs $RUNS/$SWEEP/$1 --out $RESOUT ;;
   esac
 }
 
