@@ -39,7 +39,9 @@ COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precis
 # 1 attempt each) and the final mean@4 at step 8. EVAL_EVERY=0 leaves the step-4 point to eval_snapshot.sh (another
 # lane evaluates a copy of the step-4 checkpoint while this one trains on).
 METHODS=(--model $WARM/model --group-size 2 --tasks-per-step 2 --steps 8 --lr 1e-5 --eval-every ${EVAL_EVERY:-4} --set periodic_eval_k=1
-         --set reflect_mode=per_turn --set demo_source=sibling_then_oracle --set export_model=false)
+         --set reflect_mode=per_turn --set demo_source=sibling_then_oracle --set export_model=false ${EXTRA:-})
+# EXTRA: more settings for every method run of this lane, with a SWEEP of their own, e.g.
+#   SWEEP=sweep-lr1e-5-hint EXTRA="--set demo_step_hint=true" run_sweep.sh full-demo-B4-s0
 
 step() {  # step NAME COMMAND...: run, time, log
   local name=$1; shift
