@@ -4,8 +4,9 @@ A training run directory (``hero-gym train --eval-split ... --eval-every N``) ho
 ``eval/final/`` run stores and ``train_log.jsonl``. For every evaluation point this module reports mean@k with a
 percentile bootstrap over tasks, Wilson and Clopper-Pearson intervals on the episode count (exact for k = 1;
 with k > 1 attempts of one task are not independent, so read the bootstrap), mean turns and the invalid-action
-rate of the evaluation episodes; and, against a start point (the warm start's evaluation on the same tasks), the
-task-paired bootstrap interval of the difference. The training log adds what explains a flat curve: loss,
+rate of the evaluation episodes, and the mean reward with its task bootstrap (WebShop's partial-credit score moves
+long before success does); and, against a start point (the warm start's evaluation on the same tasks), the
+task-paired bootstrap interval of the difference in success and in reward. The training log adds what explains a flat curve: loss,
 gradient norm, rollout success and the method's own counters.
 
     python -m hero_gym.benchmarks.learning_curves RUN_DIR... --start START_EVAL_DIR --md curves.md --png curves.png
@@ -52,9 +53,11 @@ def eval_point(store_dir: str | Path, *, n_boot: int = 2000, seed: int = 0) -> d
     df = load_frame([store_dir])
     t = per_task(df)
     lo, hi = bootstrap_ci(t["rate"], n_boot=n_boot, seed=seed)
+    rlo, rhi = bootstrap_ci(t["reward"], n_boot=n_boot, seed=seed)
     return {"tasks": len(t), "k": t.attrs["k"], "episodes": len(df), "successes": int(df["success"].sum()),
             "success": float(t["rate"].mean()), "boot_lo": lo, "boot_hi": hi,
-            **exact_intervals(int(df["success"].sum()), len(df)), "turns": float(df["turns"].mean()),
+            **exact_intervals(int(df["success"].sum()), len(df)),
+            "reward": float(t["reward"].mean()), "reward_lo": rlo, "reward_hi": rhi, "turns": float(df["turns"].mean()),
             "invalid_rate": invalid_rate(store_dir),
             "method": df["method"].dropna().iloc[0] if df["method"].notna().any() else None,
             "train_budget": df["train_budget"].dropna().iloc[0] if df["train_budget"].notna().any() else None}
@@ -74,7 +77,7 @@ def curve_table(run_dirs, start: str | Path | None = None, *, n_boot: int = 2000
     start_tasks = None
     if start is not None:
         rows.append({"run": "start", "step": 0, **eval_point(start, n_boot=n_boot, seed=seed)})
-        start_tasks = per_task(load_frame([start]))["rate"]
+        start_tasks = per_task(load_frame([start]))
     for d in map(Path, run_dirs):
         stores = sorted((d / "eval").glob("step_*")) + [p for p in [d / "eval" / "final"] if p.is_dir()]
         for s in stores:
@@ -82,9 +85,11 @@ def curve_table(run_dirs, start: str | Path | None = None, *, n_boot: int = 2000
                 continue
             row = {"run": d.name, "step": _step_of(s, d), **eval_point(s, n_boot=n_boot, seed=seed)}
             if start_tasks is not None:
-                diff = (per_task(load_frame([s]))["rate"] - start_tasks).dropna()
-                row["diff"] = float(diff.mean()) if len(diff) else np.nan
-                row["diff_lo"], row["diff_hi"] = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+                tasks = per_task(load_frame([s]))
+                for col, name in (("rate", "diff"), ("reward", "reward_diff")):
+                    diff = (tasks[col] - start_tasks[col]).dropna()  # paired on the tasks both evaluated
+                    row[name] = float(diff.mean()) if len(diff) else np.nan
+                    row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
             rows.append(row)
     return pd.DataFrame(rows).drop_duplicates(["run", "step"], keep="last")
 
@@ -120,7 +125,8 @@ def cost_table(run_dirs) -> pd.DataFrame:
 
 def to_markdown(table: pd.DataFrame) -> str:
     cols = ["run", "step", "tasks", "k", "success", "boot_lo", "boot_hi", "wilson_lo", "wilson_hi", "cp_lo", "cp_hi",
-            "diff", "diff_lo", "diff_hi", "turns", "invalid_rate"]
+            "diff", "diff_lo", "diff_hi", "reward", "reward_lo", "reward_hi", "reward_diff", "reward_diff_lo",
+            "reward_diff_hi", "turns", "invalid_rate"]
     cols = [c for c in cols if c in table.columns]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in table[cols].itertuples(index=False):
@@ -129,13 +135,14 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def plot_curves(table: pd.DataFrame, out_png: str | Path):
-    """Success (bootstrap bars) and mean turns vs step, one line per run, the start point as a dashed line."""
+    """Success and mean reward (bootstrap bars) and mean turns vs step, one line per run, the start point's interval
+    as a grey band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_s, ax_r, ax_t) = plt.subplots(1, 3, figsize=(16, 4.2))
     start = table[table["run"] == "start"]
     runs = [r for r in dict.fromkeys(table["run"]) if r != "start"]
     for i, r in enumerate(runs):
@@ -143,13 +150,20 @@ def plot_curves(table: pd.DataFrame, out_png: str | Path):
         x = g["step"] + (i - (len(runs) - 1) / 2) * 0.08  # offsets keep coinciding runs visible
         err = np.vstack([g["success"] - g["boot_lo"], g["boot_hi"] - g["success"]])
         ax_s.errorbar(x, g["success"], yerr=err, marker="osD^vP*X"[i % 8], capsize=3, label=r)
+        if "reward" in g.columns:
+            rerr = np.vstack([g["reward"] - g["reward_lo"], g["reward_hi"] - g["reward"]])
+            ax_r.errorbar(x, g["reward"], yerr=rerr, marker="osD^vP*X"[i % 8], capsize=3, label=r)
         ax_t.plot(x, g["turns"], marker="osD^vP*X"[i % 8], label=r)
     for _, s in start.iterrows():
         ax_s.axhspan(s["boot_lo"], s["boot_hi"], color="grey", alpha=0.15, label="start point 95% CI")
+        if "reward_lo" in s:
+            ax_r.axhspan(s["reward_lo"], s["reward_hi"], color="grey", alpha=0.15, label="start point 95% CI")
     ax_s.set(xlabel="optimiser step", ylabel="held-out success, mean@k (fraction)", ylim=(-0.02, 1.02),
              title="Success vs step (bars: 95% task bootstrap)")
+    ax_r.set(xlabel="optimiser step", ylabel="held-out mean reward", ylim=(-0.02, 1.02),
+             title="Reward vs step (bars: 95% task bootstrap)")
     ax_t.set(xlabel="optimiser step", ylabel="mean turns per evaluation episode", title="Turns vs step")
-    for ax in (ax_s, ax_t):
+    for ax in (ax_s, ax_r, ax_t):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -20,10 +20,12 @@ def toy_env():
 
 def record(task: int, attempt: int, success: bool, *, env: str = "toy/Env-v0", split: str | None = "test",
            policy: str = "p", method: str | None = None, train_budget: int | None = None, turns: int = 3,
-           seed: int | None = None, trajectory: dict | None = None, **kw) -> EpisodeRecord:
+           seed: int | None = None, trajectory: dict | None = None, reward=None, **kw) -> EpisodeRecord:
+    """One stored episode; `reward` defaults to 1/0 with success, or a float, or f(task, attempt) for partial credit."""
     return EpisodeRecord(
         env=env, split=split, task=task, attempt=attempt, seed=seed if seed is not None else 1000 * task + attempt,
-        policy=policy, success=success, reward=1.0 if success else 0.0, turns=turns,
+        policy=policy, success=success, turns=turns,
+        reward=(1.0 if success else 0.0) if reward is None else reward(task, attempt) if callable(reward) else reward,
         termination_reason="success" if success else "turn_budget", tokens_in=100, tokens_out=20 * turns,
         env_steps=turns, wall_time_s=0.5 * turns, gen_time_s=0.4 * turns, env_time_s=0.1 * turns,
         started_at=1000.0 + 10 * task + attempt, ended_at=1000.0 + 10 * task + attempt + 0.5 * turns, method=method, train_budget=train_budget, max_turns=10,

@@ -49,6 +49,25 @@ def test_curve_rows_intervals_and_paired_difference_to_the_start(tmp_path):
     assert "| up | 4 |" in md and "cp_lo" in md
 
 
+def test_reward_and_its_paired_difference_move_without_success(tmp_path):
+    # WebShop's partial credit: no episode succeeds, but the trained run scores 0.2 more on every task but one.
+    start = make_run(tmp_path / "start", {t: [False] * 4 for t in range(20)}, method="sft", train_budget=0,
+                     reward=lambda t, a: 0.3 + 0.02 * t + 0.01 * a).dir
+    d = tmp_path / "up"
+    make_run(d / "eval" / "final", {t: [False] * 4 for t in range(20)}, method="m", train_budget=4,
+             reward=lambda t, a: 0.3 + 0.02 * t + 0.01 * a + (0.2 if t else -0.1))
+    (d / "train_log.jsonl").write_text(json.dumps({"step": 8, "method": "m"}) + "\n")
+    table = lc.curve_table([d], start, n_boot=500).set_index(["run", "step"])
+    s, f = table.loc[("start", 0)], table.loc[("up", 8)]
+    assert s["reward"] == pytest.approx(0.3 + 0.02 * 9.5 + 0.015)
+    assert s["reward_lo"] < s["reward"] < s["reward_hi"]
+    assert f["reward_diff"] == pytest.approx((19 * 0.2 - 0.1) / 20)
+    assert 0 < f["reward_diff_lo"] < f["reward_diff"] < f["reward_diff_hi"] <= 0.2 + 1e-12
+    assert f["success"] == 0 and f["diff"] == 0  # success did not move
+    md = lc.to_markdown(table.reset_index())
+    assert "reward_diff_lo" in md
+
+
 def test_cli_writes_table_log_and_plot(tmp_path, capsys):
     start = make_run(tmp_path / "start", {t: [False] for t in range(4)}).dir
     run = training_run(tmp_path, "r", before=False, after=True, tasks=4)
