@@ -14,6 +14,12 @@ PLAIN_CHATML = (
 # Uses a special token from the tokenizer's map, which the direct call must pass like apply_chat_template does.
 WITH_EOS = "{% for m in messages %}{{ m['role'] + ':' + m['content'] + eos_token }}{% endfor %}" \
            "{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}"
+# Uses the globals the template environment provides (the direct call hands over a flat copy of them).
+WITH_GLOBALS = "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}" \
+               "{{ m['role'] }}{{ ns.n }}{% for i in range(2) %}.{% endfor %}{{ m['content'] }}{% endfor %}" \
+               "{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}"
+RAISING = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('the first message must be the user') }}" \
+          "{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
 
 def _smollm2_tokenizer():
@@ -23,9 +29,9 @@ def _smollm2_tokenizer():
 
 
 def _tokenizers():
-    plain, eos = tiny_tokenizer(), tiny_tokenizer()
-    plain.chat_template, eos.chat_template = PLAIN_CHATML, WITH_EOS
-    return {"tiny": tiny_tokenizer(), "plain": plain, "eos": eos, "smollm2": _smollm2_tokenizer()}
+    plain, eos, glob = tiny_tokenizer(), tiny_tokenizer(), tiny_tokenizer()
+    plain.chat_template, eos.chat_template, glob.chat_template = PLAIN_CHATML, WITH_EOS, WITH_GLOBALS
+    return {"tiny": tiny_tokenizer(), "plain": plain, "eos": eos, "globals": glob, "smollm2": _smollm2_tokenizer()}
 
 
 def _conversations(seed=0, n=40):
@@ -40,7 +46,7 @@ def _conversations(seed=0, n=40):
         yield msgs
 
 
-@pytest.mark.parametrize("name", ["tiny", "plain", "eos", "smollm2"])
+@pytest.mark.parametrize("name", ["tiny", "plain", "eos", "globals", "smollm2"])
 def test_direct_rendering_equals_apply_chat_template(name):
     tok = _tokenizers()[name]
     fast = chat._fast_renderer(tok)
@@ -70,11 +76,7 @@ def test_a_mismatch_turns_the_direct_path_off_and_returns_the_true_text():
     tok = tiny_tokenizer()
     fast = chat._fast_renderer(tok)
 
-    class Wrong:
-        def render(self, **kw):
-            return "not what the template says"
-
-    fast.compiled = Wrong()
+    fast._render = lambda conv, add_generation_prompt: "not what the template says"
     msgs = [{"role": "user", "content": "hi"}]
     want = tok.apply_chat_template(msgs, tokenize=False)
     assert chat.render(tok, msgs) == want
@@ -89,3 +91,17 @@ def test_a_template_set_after_the_first_render_is_used():
     chat._fast_renderer(tok).to_verify = 0  # so the verification cannot mask a stale compiled template
     tok.chat_template = WITH_EOS
     assert chat.render(tok, msgs) == "user:hi" + tok.eos_token
+
+
+def test_a_template_that_raises_gives_transformers_error_and_keeps_the_direct_path():
+    tok = tiny_tokenizer()
+    tok.chat_template = RAISING
+    bad = [{"role": "assistant", "content": "x"}]
+    with pytest.raises(Exception) as want:
+        tok.apply_chat_template(bad, tokenize=False)
+    with pytest.raises(type(want.value), match="the first message must be the user"):
+        chat.render(tok, bad)
+    fast = chat._fast_renderer(tok)
+    assert fast.enabled  # an error about this input says nothing about the template's other renders
+    fast.to_verify = 0
+    assert fast.render([[{"role": "user", "content": "ok"}]], False) == ["ok"]
