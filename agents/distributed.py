@@ -33,11 +33,12 @@ its own sequences end) and per-trajectory scoring (as many forwards as the rank'
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
 
-STRATEGIES = ("ddp", "zero1")
+STRATEGIES = ("ddp", "zero1", "fsdp")
 # How long a rank waits in a collective before the run fails (rank 0's periodic evaluations happen in between).
 COLLECTIVE_TIMEOUT_S = 6 * 3600
 
@@ -61,8 +62,7 @@ class DataParallel:
 
     def __init__(self, device: str = "auto", strategy: str = "ddp"):
         if strategy not in STRATEGIES:
-            raise ValueError(f"distributed_strategy must be one of {STRATEGIES}, got {strategy!r} (FSDP is not "
-                             "supported: see hero_gym.agents.distributed)")
+            raise ValueError(f"distributed_strategy must be one of {STRATEGIES}, got {strategy!r}")
         if "WORLD_SIZE" not in os.environ:
             raise ValueError("distributed=True needs a launcher (torchrun or accelerate launch) that sets "
                              "WORLD_SIZE/RANK")
@@ -84,15 +84,24 @@ class DataParallel:
         self.device = self.accelerator.device
         self.strategy = strategy
         self._ddp = None
+        self.sharding = None
+        if strategy == "fsdp":
+            from hero_gym.agents.fsdp import Sharding
+
+            self.sharding = Sharding()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """Register `model`'s trainable parameters with DDP (rank 0's weights are copied to every rank); returns
-        `model` itself, which the trainer keeps using for everything."""
+        `model` itself, which the trainer keeps using for everything. fsdp shards `model` in place instead."""
+        if self.sharding is not None:
+            return self.sharding.wrap(model)
         self._ddp = self.accelerator.prepare_model(_GradSync(model))
         return model
 
     def sync_gradients(self) -> None:
         """Average the gradients accumulated since the last step over all ranks (a collective every rank joins)."""
+        if self.sharding is not None:
+            return self.sharding.sync_gradients()  # FSDP reduce-scattered every backward; pad until all are done
         if self._ddp is None:
             raise RuntimeError("DataParallel.wrap(model) must run before sync_gradients")
         self._ddp().backward()
@@ -105,8 +114,19 @@ class DataParallel:
             return ZeroRedundancyOptimizer(params, optimizer_class=torch.optim.AdamW, **adamw_kwargs)
         return torch.optim.AdamW(params, **adamw_kwargs)
 
-    def before_save(self, optimizer: torch.optim.Optimizer) -> None:
-        """Run on every rank before rank 0 saves: gathers a sharded optimiser's state on rank 0 (a collective)."""
+    def gathered(self, models: list[torch.nn.Module] | None = None):
+        """Every rank: `models` (default: the trained one) whole for the block (fsdp; nothing to do otherwise)."""
+        return self.sharding.gathered(models) if self.sharding is not None else contextlib.nullcontext()
+
+    def loss_phase(self):
+        """Every rank, around a step's update: keeps fsdp's forwards and backwards in lockstep."""
+        return self.sharding.loss_phase() if self.sharding is not None else contextlib.nullcontext()
+
+    def before_save(self, optimizer: torch.optim.Optimizer, extra: list[torch.nn.Module] = ()) -> None:
+        """Run on every rank before rank 0 saves: gathers a sharded optimiser's state on rank 0 (a collective);
+        fsdp gathers the model, the `extra` modules (teacher copies) and the optimiser whole."""
+        if self.sharding is not None:
+            return self.sharding.before_save(optimizer, list(extra))
         if hasattr(optimizer, "consolidate_state_dict"):
             optimizer.consolidate_state_dict(to=0)
 
