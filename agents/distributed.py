@@ -26,9 +26,13 @@ dict as a single-process run, so either kind of run resumes the other's checkpoi
 The step's loss is the mean over ranks of each rank's batch loss, exactly as over ``grad_accum`` batches in one
 process: N ranks x A accumulated batches train like one process with ``grad_accum = N x A`` on the same batches.
 
-Fully sharded training (FSDP, ZeRO-3) is not offered: an FSDP forward all-gathers each layer's shards, so every
-rank would have to run the same number of forwards in lockstep, and rollout generation (HF ``generate`` stops when
-its own sequences end) and per-trajectory scoring (as many forwards as the rank's rollouts need) do not.
+With ``strategy="fsdp"`` (ZeRO-3, :mod:`hero_gym.agents.fsdp`) weights, gradients, AdamW moments and teacher
+copies are sharded by PyTorch FSDP2, each decoder layer gathered for its own forward and backward. Those
+collectives need every rank to run the same sequence of passes, which rollouts and scoring do not on their own
+(HF ``generate`` stops when its own sequences end; a rank scores as many forwards as its rollouts need), so:
+rollouts and rank 0's evaluation run on the whole model gathered once (no collective inside), teacher copies are
+gathered whole for the loss phase, and the student's loss passes go through a gate where a rank with fewer of
+them runs zero-gradient dummy passes. Checkpoints hold full tensors, as above.
 """
 
 from __future__ import annotations

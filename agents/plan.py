@@ -2,12 +2,17 @@
 
 Memory per training GPU (GiB = 2**30 bytes) is the sum of:
 
-- weights, gradients and AdamW's two moments, divided over the GPUs when sharded (FSDP full shard / ZeRO-3):
+- weights, gradients and AdamW's two moments, divided over the GPUs when sharded (FSDP full shard / ZeRO-3, what
+  ``hero-gym train --distributed --set distributed_strategy=fsdp`` runs):
   fp32 and bf16-mixed keep fp32 masters (4 + 4 + 8 bytes per trainable parameter, the 16 bytes/param of the ZeRO
   paper's mixed-precision Adam); bf16 keeps everything in bf16 (2 + 2 + 4). LoRA freezes the base (no gradient,
   no moments) and trains r x (in + out) parameters per projection.
 - bf16 compute copies under bf16-mixed: unsharded, autocast caches a bf16 copy of every weight during a forward;
   sharded, FSDP holds two gathered layers (the current one and the prefetched next one).
+- sharded only, the whole weights hero-gym's fsdp gathers (agents/fsdp.py): the student's, in the training dtype,
+  on every GPU during rollouts and evaluation (generation then runs without collectives), and the teacher copy's
+  during the loss phase (its scoring forwards likewise). The phases do not overlap; the larger is counted, on top
+  of everything else (conservative for the rollout phase, which holds no activations).
 - the distillation teacher: ema/frozen = a full copy of the model (fp32, or bf16 with ``teacher=ema-bf16``),
   current = none (the live model, no grad). GRPO has none (no KL reference by default).
 - activations of one micro-batch of ``train_seq_len`` tokens: per layer and token, the tensors autograd saves
@@ -53,8 +58,9 @@ class PlanConfig:
     gpu_mem_gb: float = 80.0
     """Memory of one GPU in GB as sold (80 = an 80 GB A100/H100; converted at 1e9 bytes)."""
     shard: bool = True
-    """Shard weights, gradients, optimiser and teacher over the training GPUs (FSDP full shard / ZeRO-3). Not what
-    `hero-gym train` runs (see zero1): a plan that must be runnable today says --no-shard."""
+    """Shard weights, gradients, optimiser and teacher over the training GPUs (FSDP full shard / ZeRO-3):
+    `hero-gym train --distributed --set distributed_strategy=fsdp`. Its rollouts gather the whole student on every
+    GPU (and the loss phase the whole teacher), which the plan counts as "gathered weights (fsdp)"."""
     zero1: bool = False
     """Without shard: AdamW's moments sharded over the training GPUs, weights, gradients and teacher whole on each
     (ZeRO stage 1, `hero-gym train --distributed --set distributed_strategy=zero1`)."""
@@ -235,6 +241,9 @@ def plan(c: PlanConfig, shape: ModelShape | None = None) -> Plan:
     if c.precision == "bf16-mixed":
         copies = s.n_params() if n_shard == 1 else 2 * s.layer_params()
         train["bf16 compute copies"] = copies * 2 / GIB
+    if n_shard > 1:
+        whole = state_bytes(s, c)
+        train["gathered weights (fsdp)"] = max(whole["weights"], whole["teacher"]) / GIB
     layers, logits_saved = activation_bytes(s, c.train_seq_len, compute, c.grad_checkpointing)
     train["activations"] = layers / GIB
     # the fp32 log-softmax autograd keeps, plus the logits alive while it is computed
