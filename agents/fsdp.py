@@ -194,6 +194,8 @@ class Sharding:
 
         sd = get_optimizer_state_dict(self.model, optimizer,
                                       options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if "state" not in sd:
+            return {}  # cpu_offload gathers onto rank 0 alone; the other ranks get nothing to save
         index = {n: i for i, n in enumerate(self._names())}
         return {"state": {index[n]: s for n, s in sd["state"].items()},
                 "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in sd["param_groups"]]}

@@ -11,8 +11,8 @@ Memory per training GPU (GiB = 2**30 bytes) is the sum of:
   sharded, FSDP holds two gathered layers (the current one and the prefetched next one).
 - sharded only, the whole weights hero-gym's fsdp gathers (agents/fsdp.py): the student's, in the training dtype,
   on every GPU during rollouts and evaluation (generation then runs without collectives), and the teacher copy's
-  during the loss phase (its scoring forwards likewise). The phases do not overlap; the larger is counted, on top
-  of everything else (conservative for the rollout phase, which holds no activations).
+  during the loss phase (its scoring forwards likewise). The phases do not overlap: the plan counts the larger
+  peak, the whole teacher beside the activations, or the whole student where the activations would be.
 - the distillation teacher: ema/frozen = a full copy of the model (fp32, or bf16 with ``teacher=ema-bf16``),
   current = none (the live model, no grad). GRPO has none (no KL reference by default).
 - activations of one micro-batch of ``train_seq_len`` tokens: per layer and token, the tensors autograd saves
@@ -241,13 +241,16 @@ def plan(c: PlanConfig, shape: ModelShape | None = None) -> Plan:
     if c.precision == "bf16-mixed":
         copies = s.n_params() if n_shard == 1 else 2 * s.layer_params()
         train["bf16 compute copies"] = copies * 2 / GIB
-    if n_shard > 1:
-        whole = state_bytes(s, c)
-        train["gathered weights (fsdp)"] = max(whole["weights"], whole["teacher"]) / GIB
     layers, logits_saved = activation_bytes(s, c.train_seq_len, compute, c.grad_checkpointing)
     train["activations"] = layers / GIB
     # the fp32 log-softmax autograd keeps, plus the logits alive while it is computed
     train["logits"] = (logits_saved + c.train_seq_len * s.vocab_size * compute) / GIB
+    if n_shard > 1:
+        # the larger of the two phases' gathers: the whole teacher next to the loss phase's activations, or the
+        # whole student during rollouts, when the compute copies, activations and logits are not allocated
+        whole = state_bytes(s, c)
+        loss_phase = train.get("bf16 compute copies", 0.0) + train["activations"] + train["logits"]
+        train["gathered weights (fsdp)"] = max(whole["teacher"] / GIB, whole["weights"] / GIB - loss_phase)
     train["runtime reserve"] = c.runtime_reserve_gb * 1e9 / GIB
 
     engine: dict[str, float] = {}
@@ -315,7 +318,7 @@ def _fixes(c: PlanConfig) -> list[tuple[str, dict]]:
     return out
 
 
-def suggest(c: PlanConfig, shape: ModelShape | None = None, max_changes: int = 3) -> tuple[str, Plan] | None:
+def suggest(c: PlanConfig, shape: ModelShape | None = None, max_changes: int = 4) -> tuple[str, Plan] | None:
     """The first config that fits with the fewest changes (singles, then pairs, then triples, cheapest first)."""
     fixes = _fixes(c)
     for k in range(1, max_changes + 1):

@@ -57,8 +57,9 @@ model, tok = tiny_model()
 tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=model, tokenizer=tok,
                   rollout_fn=_replay([batches[rank], batches[2 + rank]]))
 h = tr.train()
-torch.save({{"params": {{n: p.detach() for n, p in tr.model.named_parameters()}},
-            "teacher": {{n: p.detach() for n, p in tr.teacher_model.named_parameters()}},
+full = lambda t: t.full_tensor() if hasattr(t, "full_tensor") else t  # fsdp: gather the shards (every rank)
+torch.save({{"params": {{n: full(p.detach()) for n, p in tr.model.named_parameters()}},
+            "teacher": {{n: full(p.detach()) for n, p in tr.teacher_model.named_parameters()}},
             "losses": [r["loss"] for r in h], "tokens": [r["loss_tokens"] for r in h],
             "episodes": [r["episodes"] for r in h], "rank": tr.rank, "world": tr.world_size,
             "dummy_passes": tr.sharding.dummy_passes if tr.sharding is not None else 0}},
@@ -73,7 +74,7 @@ model, tok = tiny_model()
 tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=model, tokenizer=tok, rollout_fn=_replay([batches[rank]]))
 assert tr.step == 2
 tr.train()
-torch.save({{n: p.detach() for n, p in tr.model.named_parameters()}}, Path({out!r}) / f"resumed{{rank}}.pt")
+torch.save({{n: full(p.detach()) for n, p in tr.model.named_parameters()}}, Path({out!r}) / f"resumed{{rank}}.pt")
 """
 
 COMMON = {"steps": 2, "teacher": "ema", "lr": 1e-3, "export_model": False, "save_every": 0, "progress": False,
