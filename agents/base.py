@@ -115,8 +115,11 @@ class TrainConfig:
     distributed_strategy: str = "ddp"
     """How `distributed` splits the work: "ddp" (every rank a full copy of weights, gradients, AdamW and teacher;
     gradients averaged by DDP's bucketed all-reduce) or "zero1" (the same, with AdamW's two moments sharded over
-    the ranks by torch's ZeroRedundancyOptimizer: 8/N instead of 8 bytes per trainable parameter). Fully sharded
-    training (FSDP / ZeRO-3) is not offered: see hero_gym.agents.distributed for why."""
+    the ranks by torch's ZeroRedundancyOptimizer: 8/N instead of 8 bytes per trainable parameter) or "fsdp"
+    (fully sharded, ZeRO-3, by torch FSDP2: weights, gradients, AdamW and teacher copies 1/N per rank; each decoder
+    layer gathered for its forward and backward, the whole model gathered for rollouts and evaluation; see
+    hero_gym.agents.fsdp). fsdp needs full fine-tuning (no lora), hf rollouts, eval_precision="same" and a teacher
+    copy (not teacher="current")."""
     teacher: str = "ema"
     """Distillation teacher weights: current (the live model under no_grad: no copy, no memory; the paper's
     Table 4 finds it the weakest), ema (an fp32 moving-average copy, SDPO's default: 4 bytes/param), ema-bf16
@@ -209,8 +212,17 @@ class TrainConfig:
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.distributed_strategy not in STRATEGIES:
-            raise ValueError(f"distributed_strategy must be one of {STRATEGIES}, got {self.distributed_strategy!r} "
-                             "(FSDP is not supported: see hero_gym.agents.distributed)")
+            raise ValueError(f"distributed_strategy must be one of {STRATEGIES}, got {self.distributed_strategy!r}")
+        if self.distributed and self.distributed_strategy == "fsdp":
+            # Each of these works on the whole unsharded model (PEFT wrappers, weight pushes, a deep copy) or
+            # scores with the sharded student between a loss forward and its backward (agents/fsdp.py's gate).
+            unsupported = {"lora": self.lora, "rollout_backend='vllm'": self.rollout_backend == "vllm",
+                           "eval_precision='bf16'": self.eval_precision == "bf16",
+                           "teacher='current'": self.teacher == "current"}
+            bad = [k for k, v in unsupported.items() if v]
+            if bad:
+                raise ValueError(f"distributed_strategy='fsdp' does not support {', '.join(bad)}: use ddp or zero1 "
+                                 "for those")
         if not 0 < self.teacher_update_rate <= 1:
             raise ValueError(f"teacher_update_rate must be in (0, 1], got {self.teacher_update_rate}")
         if self.student_pass not in ("trajectory", "turn"):
@@ -284,6 +296,8 @@ class Trainer:
         self.optimizer = self.dp.optimizer(params, **adamw) if self.dp is not None else torch.optim.AdamW(params, **adamw)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.prepare()
+        if self.sharding is not None:
+            self.sharding.drop_template()  # teacher copies are made: the unsharded initial weights can go
         if resume and (self.out_dir / "checkpoint").exists():
             self.load(self.out_dir / "checkpoint")
 
@@ -314,6 +328,37 @@ class Trainer:
 
     def prepare(self) -> None:
         """Hook for a method's extra state (teacher copies, reference model); runs before a resume loads state."""
+
+    @property
+    def sharding(self):
+        """fsdp's :class:`~hero_gym.agents.fsdp.Sharding` (None for a single process, ddp and zero1)."""
+        return self.dp.sharding if self.dp is not None else None
+
+    def frozen_copy(self, dtype: torch.dtype | None = None):
+        """A no-grad copy of the model's weights (teacher / reference), in `dtype` if given; sharded under fsdp."""
+        if self.sharding is not None:
+            return self.sharding.frozen_copy(dtype)
+        twin = clone_frozen(self.model)
+        return twin.to(dtype) if dtype is not None else twin
+
+    def module_state(self, module: torch.nn.Module) -> dict:
+        """`module`'s state dict for a checkpoint: full tensors (fsdp gathered them in before_save)."""
+        return self.sharding.saved(module) if self.sharding is not None else module.state_dict()
+
+    def load_module_state(self, module: torch.nn.Module, state: dict) -> None:
+        """Load a checkpoint's (full) state dict into `module`; fsdp keeps each rank's shard."""
+        if self.sharding is not None:
+            self.sharding.load_state(module, state)
+        else:
+            module.load_state_dict(state)
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """The method's teacher / reference copies (saved whole with the checkpoint under fsdp)."""
+        return []
+
+    def _whole(self):
+        """Every rank: the model's weights whole for the block (fsdp), for generation and rank 0's evaluation."""
+        return self.dp.gathered() if self.dp is not None else contextlib.nullcontext()
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
@@ -410,6 +455,8 @@ class Trainer:
     def backward(self, loss: torch.Tensor) -> None:
         if loss.requires_grad:
             loss.backward()
+        if self.sharding is not None:
+            self.sharding.after_backward()
 
     def whole_trajectory_ok(self, traj: Trajectory, turns: list[int]) -> bool:
         """Whether the student can be scored in one forward over `traj` (no turn up to the last one is truncated)."""
@@ -452,13 +499,15 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         batches: list[list[list[Trajectory]]] = []
         rollout_s = 0.0
-        for micro in range(cfg.grad_accum):
-            r0 = time.perf_counter()
-            batches.append(self.collect(self.step, micro))
-            rollout_s += time.perf_counter() - r0
+        with self._whole():  # fsdp: generation runs no collective (ranks generate different numbers of tokens)
+            for micro in range(cfg.grad_accum):
+                r0 = time.perf_counter()
+                batches.append(self.collect(self.step, micro))
+                rollout_s += time.perf_counter() - r0
         trajs = [t for groups in batches for g in groups for t in g]
         lr = self.scheduler.get_last_lr()[0]
-        stats = self.update(batches)
+        with self.dp.loss_phase() if self.dp is not None else contextlib.nullcontext():
+            stats = self.update(batches)
         ro = _rollout_summary(trajs)
         if self.dp is not None:  # one record for the run: the loss is the mean over ranks, rollouts are pooled
             per_rank = self.dp.gather((stats, ro))
@@ -523,6 +572,8 @@ class Trainer:
         if self.dp is not None:
             self.dp.sync_gradients()  # every rank, every update: a rank without loss tokens must still join
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        if hasattr(grad_norm, "full_tensor"):  # fsdp: the norm over every rank's gradient shards
+            grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         return float(grad_norm)
 
@@ -544,15 +595,20 @@ class Trainer:
                            disable=not (cfg.progress and self.is_main))
         inner, seen = self.rollout_fn, {"turns": 0, "tokens": 0}
         self.rollout_fn = _watched_rollout(inner, seen, bar)
-        def periodic_eval_due() -> bool:
+        def periodic_eval_due() -> bool:  # the same on every rank: fsdp gathers the weights on all for rank 0
             return bool(cfg.eval_split and cfg.eval_every and self.step and self.step % cfg.eval_every == 0
-                        and self.step < cfg.steps and self.is_main)
+                        and self.step < cfg.steps)
+
+        def periodic_eval() -> None:
+            with self._whole():
+                if self.is_main:
+                    self.evaluate()
 
         try:
             # A run killed during a periodic evaluation resumes after that step's checkpoint: finish the
             # evaluation first (stored episodes are skipped).
             if periodic_eval_due():
-                self.evaluate()
+                periodic_eval()
             while self.step < cfg.steps:
                 seen.update(turns=0, tokens=0)
                 rec = self.train_step()
@@ -563,19 +619,23 @@ class Trainer:
                 last = self.step == cfg.steps
                 # The checkpoint first, so a kill during a long evaluation does not cost the step's training.
                 if (cfg.save_every and self.step % cfg.save_every == 0) or last:
-                    if self.dp is not None:
-                        self.dp.before_save(self.optimizer)  # every rank: a sharded optimiser gathers on rank 0
+                    if self.dp is not None:  # every rank: sharded state gathers on rank 0
+                        self.dp.before_save(self.optimizer, self.frozen_modules())
                     if self.is_main:
                         self.save()
                 if periodic_eval_due():
-                    self.evaluate()
+                    periodic_eval()
         finally:
             self.rollout_fn = inner
             bar.close()
-        if cfg.export_model and self.is_main and (history or not (self.out_dir / "model").is_dir()):
-            self.export(self.out_dir / "model")
-        if cfg.eval_split and self.is_main:
-            self.evaluate(final=True)  # resumes (skips stored episodes) when the run had already finished
+        if cfg.export_model and (history or not (self.out_dir / "model").is_dir()):
+            full = self.sharding.full_state(self.model) if self.sharding is not None else None  # every rank
+            if self.is_main:
+                self.export(self.out_dir / "model", state_dict=full)
+        if cfg.eval_split:
+            with self._whole():
+                if self.is_main:
+                    self.evaluate(final=True)  # resumes (skips stored episodes) when the run had already finished
         return history
 
     def describe(self) -> dict:
@@ -656,18 +716,20 @@ class Trainer:
         return HFPolicy(model, self.tokenizer, name=f"{self.config.model}+{self.method_name}",
                         prefix_cache_mb=self.config.prefix_cache_mb)
 
-    def export(self, directory: str | Path) -> Path:
-        """Save the current model (LoRA adapters merged into a copy) and tokenizer with save_pretrained."""
+    def export(self, directory: str | Path, state_dict: dict | None = None) -> Path:
+        """Save the current model (LoRA adapters merged into a copy) and tokenizer with save_pretrained; fsdp passes
+        the full `state_dict` it gathered."""
         model = self.model
         if hasattr(model, "merge_and_unload"):
             model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(str(directory))
+        model.save_pretrained(str(directory), **({"state_dict": state_dict} if state_dict is not None else {}))
         self.tokenizer.save_pretrained(str(directory))
         return Path(directory)
 
     # ----- checkpoints ----------------------------------------------------------------------------------------
     def save(self, directory: str | Path | None = None) -> Path:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        optimizer = self.sharding.saved("optimizer") if self.sharding is not None else self.optimizer.state_dict()
+        state = {"model": self.module_state(self.model), "optimizer": optimizer,
                  "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "extra": self.extra_state(),
                  "counters": dict(self.counters)}
         return save_checkpoint(directory or self.out_dir / "checkpoint", state,
@@ -683,8 +745,11 @@ class Trainer:
         if diffs:
             raise ValueError(f"checkpoint in {directory} belongs to another run ({'; '.join(diffs)}); "
                              "use another out_dir or the original settings")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_module_state(self.model, state["model"])
+        if self.sharding is not None:
+            self.sharding.load_optimizer_state(self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state["extra"])
         self.counters = dict(state.get("counters", {}))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hero_gym.agents.base import Trainer, clone_frozen
+from hero_gym.agents.base import Trainer
 from hero_gym.agents.ema import ema_update, rounding_generator
 from hero_gym.agents.context import TeacherContextBuilder, TurnItem, student_context
 from hero_gym.agents.credit_log import CreditLog
@@ -87,9 +87,9 @@ class SelfDistillTrainer(Trainer):
     def prepare(self) -> None:
         self.teacher_builder = TeacherContextBuilder(self.tokenizer, self.config.max_privileged_tokens)
         teacher = self.config.teacher
-        self.teacher_model = None if teacher == "current" else clone_frozen(self.model)
-        if teacher == "ema-bf16":  # half the copy's memory; ema_update rounds stochastically (agents/ema.py)
-            self.teacher_model.to(torch.bfloat16)
+        # ema-bf16: half the copy's memory; ema_update rounds stochastically (agents/ema.py)
+        self.teacher_model = None if teacher == "current" else self.frozen_copy(
+            torch.bfloat16 if teacher == "ema-bf16" else None)
         self.pg = None
         if self.method_config.rl_coef > 0:
             self.pg = PolicyGradient(self, self.method_config, name=f"{self.method_name} rl_coef term")
@@ -100,11 +100,14 @@ class SelfDistillTrainer(Trainer):
         self.credit_log = CreditLog(self)
 
     def extra_state(self) -> dict:
-        return {"teacher": self.teacher_model.state_dict()} if self.teacher_model is not None else {}
+        return {"teacher": self.module_state(self.teacher_model)} if self.teacher_model is not None else {}
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        return [self.teacher_model] if self.teacher_model is not None else []
 
     def load_extra_state(self, state: dict) -> None:
         if self.teacher_model is not None:
-            self.teacher_model.load_state_dict(state["teacher"])
+            self.load_module_state(self.teacher_model, state["teacher"])
 
     def after_optimizer_step(self) -> None:
         if self.config.teacher in ("ema", "ema-bf16"):

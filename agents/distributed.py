@@ -26,18 +26,23 @@ dict as a single-process run, so either kind of run resumes the other's checkpoi
 The step's loss is the mean over ranks of each rank's batch loss, exactly as over ``grad_accum`` batches in one
 process: N ranks x A accumulated batches train like one process with ``grad_accum = N x A`` on the same batches.
 
-Fully sharded training (FSDP, ZeRO-3) is not offered: an FSDP forward all-gathers each layer's shards, so every
-rank would have to run the same number of forwards in lockstep, and rollout generation (HF ``generate`` stops when
-its own sequences end) and per-trajectory scoring (as many forwards as the rank's rollouts need) do not.
+With ``strategy="fsdp"`` (ZeRO-3, :mod:`hero_gym.agents.fsdp`) weights, gradients, AdamW moments and teacher
+copies are sharded by PyTorch FSDP2, each decoder layer gathered for its own forward and backward. Those
+collectives need every rank to run the same sequence of passes, which rollouts and scoring do not on their own
+(HF ``generate`` stops when its own sequences end; a rank scores as many forwards as its rollouts need), so:
+rollouts and rank 0's evaluation run on the whole model gathered once (no collective inside), teacher copies are
+gathered whole for the loss phase, and the student's loss passes go through a gate where a rank with fewer of
+them runs zero-gradient dummy passes. Checkpoints hold full tensors, as above.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
 
-STRATEGIES = ("ddp", "zero1")
+STRATEGIES = ("ddp", "zero1", "fsdp")
 # How long a rank waits in a collective before the run fails (rank 0's periodic evaluations happen in between).
 COLLECTIVE_TIMEOUT_S = 6 * 3600
 
@@ -61,8 +66,7 @@ class DataParallel:
 
     def __init__(self, device: str = "auto", strategy: str = "ddp"):
         if strategy not in STRATEGIES:
-            raise ValueError(f"distributed_strategy must be one of {STRATEGIES}, got {strategy!r} (FSDP is not "
-                             "supported: see hero_gym.agents.distributed)")
+            raise ValueError(f"distributed_strategy must be one of {STRATEGIES}, got {strategy!r}")
         if "WORLD_SIZE" not in os.environ:
             raise ValueError("distributed=True needs a launcher (torchrun or accelerate launch) that sets "
                              "WORLD_SIZE/RANK")
@@ -84,15 +88,24 @@ class DataParallel:
         self.device = self.accelerator.device
         self.strategy = strategy
         self._ddp = None
+        self.sharding = None
+        if strategy == "fsdp":
+            from hero_gym.agents.fsdp import Sharding
+
+            self.sharding = Sharding()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """Register `model`'s trainable parameters with DDP (rank 0's weights are copied to every rank); returns
-        `model` itself, which the trainer keeps using for everything."""
+        `model` itself, which the trainer keeps using for everything. fsdp shards `model` in place instead."""
+        if self.sharding is not None:
+            return self.sharding.wrap(model)
         self._ddp = self.accelerator.prepare_model(_GradSync(model))
         return model
 
     def sync_gradients(self) -> None:
         """Average the gradients accumulated since the last step over all ranks (a collective every rank joins)."""
+        if self.sharding is not None:
+            return self.sharding.sync_gradients()  # FSDP reduce-scattered every backward; pad until all are done
         if self._ddp is None:
             raise RuntimeError("DataParallel.wrap(model) must run before sync_gradients")
         self._ddp().backward()
@@ -105,8 +118,19 @@ class DataParallel:
             return ZeroRedundancyOptimizer(params, optimizer_class=torch.optim.AdamW, **adamw_kwargs)
         return torch.optim.AdamW(params, **adamw_kwargs)
 
-    def before_save(self, optimizer: torch.optim.Optimizer) -> None:
-        """Run on every rank before rank 0 saves: gathers a sharded optimiser's state on rank 0 (a collective)."""
+    def gathered(self, models: list[torch.nn.Module] | None = None):
+        """Every rank: `models` (default: the trained one) whole for the block (fsdp; nothing to do otherwise)."""
+        return self.sharding.gathered(models) if self.sharding is not None else contextlib.nullcontext()
+
+    def loss_phase(self):
+        """Every rank, around a step's update: keeps fsdp's forwards and backwards in lockstep."""
+        return self.sharding.loss_phase() if self.sharding is not None else contextlib.nullcontext()
+
+    def before_save(self, optimizer: torch.optim.Optimizer, extra: list[torch.nn.Module] = ()) -> None:
+        """Run on every rank before rank 0 saves: gathers a sharded optimiser's state on rank 0 (a collective);
+        fsdp gathers the model, the `extra` modules (teacher copies) and the optimiser whole."""
+        if self.sharding is not None:
+            return self.sharding.before_save(optimizer, list(extra))
         if hasattr(optimizer, "consolidate_state_dict"):
             optimizer.consolidate_state_dict(to=0)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from hero_gym.agents.fsdp import local
+
 
 def stochastic_round_to_bf16(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """`x` (fp32) rounded to bf16, up or down at random in proportion to the distance: E[result] = x.
@@ -40,6 +42,8 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, rate: float,
     stochastically rounded (`generator` supplies the noise; see the module docstring).
     """
     for t, s in zip(teacher.parameters(), student.parameters()):
+        # fsdp: both are DTensors sharded alike; the update is elementwise, so each rank updates its own shard
+        t, s = local(t), local(s)
         if t.dtype == torch.bfloat16:
             mixed = t.float().lerp_(s.detach().float(), rate)
             t.copy_(stochastic_round_to_bf16(mixed, generator))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hero_gym.agents.base import Trainer, clone_frozen
+from hero_gym.agents.base import Trainer
 from hero_gym.agents.policy_gradient import PGConfig, PolicyGradient, set_norms
 from hero_gym.types import Trajectory
 
@@ -71,16 +71,19 @@ class GRPOTrainer(Trainer):
 
     def prepare(self) -> None:
         mc = self.method_config
-        self.ref_model = clone_frozen(self.model) if mc.kl_coef > 0 else None
+        self.ref_model = self.frozen_copy() if mc.kl_coef > 0 else None
         self.pg = PolicyGradient(self, mc, self.ref_model, mc.kl_coef, name="GRPO")
         self.pg.warned_no_signal = self.config.group_size == 1  # already said at start
 
     def extra_state(self) -> dict:
-        return {"ref": self.ref_model.state_dict()} if self.ref_model is not None else {}
+        return {"ref": self.module_state(self.ref_model)} if self.ref_model is not None else {}
+
+    def frozen_modules(self) -> list:
+        return [self.ref_model] if self.ref_model is not None else []
 
     def load_extra_state(self, state: dict) -> None:
         if self.ref_model is not None:
-            self.ref_model.load_state_dict(state["ref"])
+            self.load_module_state(self.ref_model, state["ref"])
 
     def batch_loss(self, groups: list[list[Trajectory]], scale: float) -> dict:
         """The on-policy loss of one rollout batch (the first update's), backpropagated; no optimiser step."""

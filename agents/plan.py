@@ -2,12 +2,17 @@
 
 Memory per training GPU (GiB = 2**30 bytes) is the sum of:
 
-- weights, gradients and AdamW's two moments, divided over the GPUs when sharded (FSDP full shard / ZeRO-3):
+- weights, gradients and AdamW's two moments, divided over the GPUs when sharded (FSDP full shard / ZeRO-3, what
+  ``hero-gym train --distributed --set distributed_strategy=fsdp`` runs):
   fp32 and bf16-mixed keep fp32 masters (4 + 4 + 8 bytes per trainable parameter, the 16 bytes/param of the ZeRO
   paper's mixed-precision Adam); bf16 keeps everything in bf16 (2 + 2 + 4). LoRA freezes the base (no gradient,
   no moments) and trains r x (in + out) parameters per projection.
 - bf16 compute copies under bf16-mixed: unsharded, autocast caches a bf16 copy of every weight during a forward;
   sharded, FSDP holds two gathered layers (the current one and the prefetched next one).
+- sharded only, the whole weights hero-gym's fsdp gathers (agents/fsdp.py): the student's, in the training dtype,
+  on every GPU during rollouts and evaluation (generation then runs without collectives), and the teacher copy's
+  during the loss phase (its scoring forwards likewise). The phases do not overlap: the plan counts the larger
+  peak, the whole teacher beside the activations, or the whole student where the activations would be.
 - the distillation teacher: ema/frozen = a full copy of the model (fp32, or bf16 with ``teacher=ema-bf16``),
   current = none (the live model, no grad). GRPO has none (no KL reference by default).
 - activations of one micro-batch of ``train_seq_len`` tokens: per layer and token, the tensors autograd saves
@@ -53,8 +58,9 @@ class PlanConfig:
     gpu_mem_gb: float = 80.0
     """Memory of one GPU in GB as sold (80 = an 80 GB A100/H100; converted at 1e9 bytes)."""
     shard: bool = True
-    """Shard weights, gradients, optimiser and teacher over the training GPUs (FSDP full shard / ZeRO-3). Not what
-    `hero-gym train` runs (see zero1): a plan that must be runnable today says --no-shard."""
+    """Shard weights, gradients, optimiser and teacher over the training GPUs (FSDP full shard / ZeRO-3):
+    `hero-gym train --distributed --set distributed_strategy=fsdp`. Its rollouts gather the whole student on every
+    GPU (and the loss phase the whole teacher), which the plan counts as "gathered weights (fsdp)"."""
     zero1: bool = False
     """Without shard: AdamW's moments sharded over the training GPUs, weights, gradients and teacher whole on each
     (ZeRO stage 1, `hero-gym train --distributed --set distributed_strategy=zero1`)."""
@@ -239,6 +245,12 @@ def plan(c: PlanConfig, shape: ModelShape | None = None) -> Plan:
     train["activations"] = layers / GIB
     # the fp32 log-softmax autograd keeps, plus the logits alive while it is computed
     train["logits"] = (logits_saved + c.train_seq_len * s.vocab_size * compute) / GIB
+    if n_shard > 1:
+        # the larger of the two phases' gathers: the whole teacher next to the loss phase's activations, or the
+        # whole student during rollouts, when the compute copies, activations and logits are not allocated
+        whole = state_bytes(s, c)
+        loss_phase = train.get("bf16 compute copies", 0.0) + train["activations"] + train["logits"]
+        train["gathered weights (fsdp)"] = max(whole["teacher"] / GIB, whole["weights"] / GIB - loss_phase)
     train["runtime reserve"] = c.runtime_reserve_gb * 1e9 / GIB
 
     engine: dict[str, float] = {}
@@ -306,7 +318,7 @@ def _fixes(c: PlanConfig) -> list[tuple[str, dict]]:
     return out
 
 
-def suggest(c: PlanConfig, shape: ModelShape | None = None, max_changes: int = 3) -> tuple[str, Plan] | None:
+def suggest(c: PlanConfig, shape: ModelShape | None = None, max_changes: int = 4) -> tuple[str, Plan] | None:
     """The first config that fits with the fewest changes (singles, then pairs, then triples, cheapest first)."""
     fixes = _fixes(c)
     for k in range(1, max_changes + 1):

@@ -57,10 +57,12 @@ model, tok = tiny_model()
 tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=model, tokenizer=tok,
                   rollout_fn=_replay([batches[rank], batches[2 + rank]]))
 h = tr.train()
-torch.save({{"params": {{n: p.detach() for n, p in tr.model.named_parameters()}},
-            "teacher": {{n: p.detach() for n, p in tr.teacher_model.named_parameters()}},
+full = lambda t: t.full_tensor() if hasattr(t, "full_tensor") else t  # fsdp: gather the shards (every rank)
+torch.save({{"params": {{n: full(p.detach()) for n, p in tr.model.named_parameters()}},
+            "teacher": {{n: full(p.detach()) for n, p in tr.teacher_model.named_parameters()}},
             "losses": [r["loss"] for r in h], "tokens": [r["loss_tokens"] for r in h],
-            "episodes": [r["episodes"] for r in h], "rank": tr.rank, "world": tr.world_size}},
+            "episodes": [r["episodes"] for r in h], "rank": tr.rank, "world": tr.world_size,
+            "dummy_passes": tr.sharding.dummy_passes if tr.sharding is not None else 0}},
            Path({out!r}) / f"rank{{rank}}.pt")
 # Resume from the checkpoint rank 0 wrote (every rank reads it, in a run directory of its own so the test still
 # sees the step-2 checkpoint) and train a third step on the first batches again.
@@ -72,7 +74,7 @@ model, tok = tiny_model()
 tr = make_trainer(cfg, METHOD_CONFIGS["sdpo"](), model=model, tokenizer=tok, rollout_fn=_replay([batches[rank]]))
 assert tr.step == 2
 tr.train()
-torch.save({{n: p.detach() for n, p in tr.model.named_parameters()}}, Path({out!r}) / f"resumed{{rank}}.pt")
+torch.save({{n: full(p.detach()) for n, p in tr.model.named_parameters()}}, Path({out!r}) / f"resumed{{rank}}.pt")
 """
 
 COMMON = {"steps": 2, "teacher": "ema", "lr": 1e-3, "export_model": False, "save_every": 0, "progress": False,
@@ -93,7 +95,7 @@ def _launch(tmp_path, batches, strategy, timeout):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "zero1"])
+@pytest.mark.parametrize("strategy", ["ddp", "zero1", "fsdp"])
 def test_two_gloo_ranks_train_like_one_process_on_both_batches_and_an_empty_rank_does_not_hang(tmp_path, strategy):
     batches = _record_batches(tmp_path)
     # Reference: one process, grad_accum=2 over the two ranks' batches of each step (A, B then C, empty).
@@ -117,6 +119,9 @@ def test_two_gloo_ranks_train_like_one_process_on_both_batches_and_an_empty_rank
     start = dict(tiny_model()[0].named_parameters())
     moved = max(float((ranks[0]["params"][n] - start[n].detach()).abs().max()) for n in start)
     assert moved > 1e-4
+    if strategy == "fsdp":
+        # rank 1's step 2 has no loss tokens: it matched rank 0's loss passes with dummy ones (the lockstep path)
+        assert ranks[1]["dummy_passes"] > 0
     # rank 0 alone wrote the log (one line per step) and a checkpoint whose optimiser state is the single
     # process's (zero1 gathers its shards first)
     assert len((out / "sdpo" / "train_log.jsonl").read_text().splitlines()) == 2
@@ -126,6 +131,15 @@ def test_two_gloo_ranks_train_like_one_process_on_both_batches_and_an_empty_rank
     for k in want:
         for name in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(state["optimizer"]["state"][k][name], want[k][name], rtol=1e-4, atol=1e-9)
+    # the checkpoint holds whole tensors: a single process resumes it with the ranks' weights and teacher
+    single, tok = tiny_model()
+    single = make_trainer(config(tmp_path, "sdpo", grad_accum=2, out_dir=str(out / "sdpo"), **COMMON),
+                          METHOD_CONFIGS["sdpo"](), model=single, tokenizer=tok, rollout_fn=_replay([]))
+    assert single.step == 2
+    for name, p in single.model.named_parameters():
+        torch.testing.assert_close(p.detach(), ranks[0]["params"][name], rtol=0, atol=0, msg=name)
+    for name, p in single.teacher_model.named_parameters():
+        torch.testing.assert_close(p.detach(), ranks[0]["teacher"][name], rtol=0, atol=0, msg=name)
     # resumed from that checkpoint, a third step on the first batches matches the single process's third step
     model, tok = tiny_model()
     ref = make_trainer(config(tmp_path, "sdpo", grad_accum=2, out_dir=str(tmp_path / "ref"), **{**COMMON, "steps": 3}),
@@ -149,4 +163,13 @@ def test_distributed_config_errors_are_clear(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="launcher"):
         build(tmp_path, "sdpo", cfg_kw={"distributed": True, "device": "cpu"})
     with pytest.raises(ValueError, match="distributed_strategy"):
-        config(tmp_path, "sdpo", distributed=True, distributed_strategy="fsdp").validate()
+        config(tmp_path, "sdpo", distributed=True, distributed_strategy="zero3").validate()
+    with pytest.raises(ValueError, match="launcher"):
+        build(tmp_path, "sdpo", cfg_kw={"distributed": True, "distributed_strategy": "fsdp", "device": "cpu"})
+    # fsdp shards the weights: what needs the whole model at once, or the student between a forward and its
+    # backward, is refused up front (it would otherwise hang the ranks' collectives)
+    with pytest.raises(ValueError, match="fsdp.*lora"):
+        config(tmp_path, "sdpo", distributed=True, distributed_strategy="fsdp", lora=True).validate()
+    with pytest.raises(ValueError, match="fsdp.*teacher='current'"):
+        config(tmp_path, "sdpo", distributed=True, distributed_strategy="fsdp", teacher="current").validate()
+    config(tmp_path, "sdpo", distributed=True, distributed_strategy="fsdp").validate()
