@@ -48,10 +48,15 @@ def exact_intervals(successes: int, n: int) -> dict:
     return {"wilson_lo": wlo, "wilson_hi": whi, "cp_lo": clo, "cp_hi": chi}
 
 
-def eval_point(store_dir: str | Path, *, n_boot: int = 2000, seed: int = 0) -> dict:
-    """One evaluation point: mean@k, its intervals, turns and invalid-action rate."""
+def _load(store_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A store's episodes and their per-task table."""
     df = load_frame([store_dir])
-    t = per_task(df)
+    return df, per_task(df)
+
+
+def eval_point(store_dir: str | Path, *, n_boot: int = 2000, seed: int = 0, loaded=None) -> dict:
+    """One evaluation point: mean@k, its intervals, turns and invalid-action rate (`loaded`: `_load(store_dir)`)."""
+    df, t = loaded if loaded is not None else _load(store_dir)
     lo, hi = bootstrap_ci(t["rate"], n_boot=n_boot, seed=seed)
     rlo, rhi = bootstrap_ci(t["reward"], n_boot=n_boot, seed=seed)
     return {"tasks": len(t), "k": t.attrs["k"], "episodes": len(df), "successes": int(df["success"].sum()),
@@ -76,16 +81,18 @@ def curve_table(run_dirs, start: str | Path | None = None, *, n_boot: int = 2000
     rows = []
     start_tasks = None
     if start is not None:
-        rows.append({"run": "start", "step": 0, **eval_point(start, n_boot=n_boot, seed=seed)})
-        start_tasks = per_task(load_frame([start]))
+        loaded = _load(start)
+        rows.append({"run": "start", "step": 0, **eval_point(start, n_boot=n_boot, seed=seed, loaded=loaded)})
+        start_tasks = loaded[1]
     for d in map(Path, run_dirs):
         stores = sorted((d / "eval").glob("step_*")) + [p for p in [d / "eval" / "final"] if p.is_dir()]
         for s in stores:
             if not RunStore(s).episodes_path.is_file():
                 continue
-            row = {"run": d.name, "step": _step_of(s, d), **eval_point(s, n_boot=n_boot, seed=seed)}
+            loaded = _load(s)
+            row = {"run": d.name, "step": _step_of(s, d), **eval_point(s, n_boot=n_boot, seed=seed, loaded=loaded)}
             if start_tasks is not None:
-                tasks = per_task(load_frame([s]))
+                tasks = loaded[1]
                 for col, name in (("rate", "diff"), ("reward", "reward_diff")):
                     diff = (tasks[col] - start_tasks[col]).dropna()  # paired on the tasks both evaluated
                     row[name] = float(diff.mean()) if len(diff) else np.nan
@@ -148,16 +155,13 @@ def plot_curves(table: pd.DataFrame, out_png: str | Path):
     for i, r in enumerate(runs):
         g = pd.concat([start, table[table["run"] == r]]).sort_values("step")
         x = g["step"] + (i - (len(runs) - 1) / 2) * 0.08  # offsets keep coinciding runs visible
-        err = np.vstack([g["success"] - g["boot_lo"], g["boot_hi"] - g["success"]])
-        ax_s.errorbar(x, g["success"], yerr=err, marker="osD^vP*X"[i % 8], capsize=3, label=r)
-        if "reward" in g.columns:
-            rerr = np.vstack([g["reward"] - g["reward_lo"], g["reward_hi"] - g["reward"]])
-            ax_r.errorbar(x, g["reward"], yerr=rerr, marker="osD^vP*X"[i % 8], capsize=3, label=r)
-        ax_t.plot(x, g["turns"], marker="osD^vP*X"[i % 8], label=r)
+        marker = "osD^vP*X"[i % 8]
+        for ax, col, lo, hi in ((ax_s, "success", "boot_lo", "boot_hi"), (ax_r, "reward", "reward_lo", "reward_hi")):
+            ax.errorbar(x, g[col], yerr=np.vstack([g[col] - g[lo], g[hi] - g[col]]), marker=marker, capsize=3, label=r)
+        ax_t.plot(x, g["turns"], marker=marker, label=r)
     for _, s in start.iterrows():
         ax_s.axhspan(s["boot_lo"], s["boot_hi"], color="grey", alpha=0.15, label="start point 95% CI")
-        if "reward_lo" in s:
-            ax_r.axhspan(s["reward_lo"], s["reward_hi"], color="grey", alpha=0.15, label="start point 95% CI")
+        ax_r.axhspan(s["reward_lo"], s["reward_hi"], color="grey", alpha=0.15, label="start point 95% CI")
     ax_s.set(xlabel="optimiser step", ylabel="held-out success, mean@k (fraction)", ylim=(-0.02, 1.02),
              title="Success vs step (bars: 95% task bootstrap)")
     ax_r.set(xlabel="optimiser step", ylabel="held-out mean reward", ylim=(-0.02, 1.02),
