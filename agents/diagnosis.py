@@ -16,7 +16,8 @@ diagnosis is missing or unreadable simply gets none (and so no HERO loss).
 Only an *actionable* diagnosis becomes a hint: one that says the action was unnecessary or invalid, names a cause,
 proposes a correction or holds a free-text review. "Necessary, valid, cause none, no correction" and a per-turn
 "NO HINT" answer say the turn needs no hint. :func:`echo_score` tells a reflection that merely repeats its prompt
-(small models do) from one that says something about the trajectory.
+or itself (small models do: SmolLM2 fine-tuned on actions answers with the turn's own action) from one that says
+something about the trajectory.
 """
 
 from __future__ import annotations
@@ -57,24 +58,34 @@ FORMAT_WORDS = frozenset({"turn", "necessary", "necessity", "valid", "validity",
                           "corrected_action", "correction", "true", "false", "yes", "no", "none", "null"})
 
 
-def echo_score(text: str, prompt: str, n: int = 4, ignore: frozenset = frozenset()) -> float:
-    """Share of `text`'s word n-grams (lower-cased) that also occur in `prompt`; 0 for texts under n words.
+def echo_score(text: str, prompt: str, n: int = 4, ignore: frozenset = frozenset(), self_repeats: bool = False) -> float:
+    """Share of `text`'s word n-grams (lower-cased) that are not its own: they occur in `prompt` (or, with
+    `self_repeats`, earlier in `text` itself).
 
     Words in `ignore` and numbers are dropped from both first (pass FORMAT_WORDS for structured answers). A
     reflection scoring near 1 repeats its prompt (instructions, transcript, outcome) instead of judging the turn.
+    A text of fewer than n words scores 1 when its words occur, in order and together, in the prompt (a reflection
+    that is just the turn's own action, copied), else 0. `self_repeats` also counts a stretch the text has already
+    written ("The agent's action in turn 2 was:" six times over), the other way small models fill their budget.
     """
     def words_of(t: str) -> list[str]:
         return [w for w in _WORD.findall(t.lower()) if w not in ignore and not (ignore and w.isdigit())]
 
     words = words_of(text)
-    if len(words) < n:
+    if not words:
         return 0.0
-    seen = set()
     pw = words_of(prompt)
-    for i in range(len(pw) - n + 1):
-        seen.add(tuple(pw[i:i + n]))
+    k = min(n, len(words))
+    seen = {tuple(pw[i:i + k]) for i in range(len(pw) - k + 1)}
+    if len(words) < n:
+        return float(tuple(words) in seen)
     grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return sum(g in seen for g in grams) / len(grams)
+    copied = 0
+    for i, g in enumerate(grams):
+        if self_repeats and i >= n:  # a repeat of a stretch that ends before this gram starts
+            seen.add(grams[i - n])
+        copied += g in seen
+    return copied / len(grams)
 
 
 @dataclass

@@ -13,8 +13,9 @@ the batch's turns) and over the run (``total_*``):
 - diagnosed: an actionable diagnosis (unnecessary, invalid, a cause, a correction other than the action itself, or
   a free-text review); only these get a teacher block;
 - no hint: the reflector said the turn needs none ("NO HINT", or necessary + valid + cause none + no correction);
-- echo: the reflection repeats its own prompt (>= ``echo_threshold`` of its word ``echo_ngram``-grams occur in
-  the prompt), which small models do instead of judging the turn;
+- echo: the reflection repeats its own prompt or itself (>= ``echo_threshold`` of its word ``echo_ngram``-grams
+  occur in the prompt or earlier in the reflection; a shorter answer that the prompt contains word for word, such
+  as the turn's own action), which small models do instead of judging the turn;
 - undiagnosed: nothing readable (or a reflector error).
 
 Choices where the paper's settings are unknown (see agents/RECIPE.md): top-100 logits with a tail bucket and an
@@ -58,8 +59,9 @@ class HEROConfig(DistillConfig):
     max_transcript_chars: int = 24000
     """Whole-transcript cap (~6k tokens): longer episodes get a proportionally smaller per-message cap."""
     echo_threshold: float | None = 0.5
-    """A reflection whose word n-grams come from its own prompt at this share or more is an echo, not a diagnosis
-    (small models such as SmolLM2-135M often answer by repeating the prompt). None = no echo check."""
+    """A reflection whose word n-grams come from its own prompt (or repeat its own earlier words) at this share or
+    more is an echo, not a diagnosis (small models such as SmolLM2-135M often answer by repeating the prompt, or,
+    fine-tuned on actions, with the turn's own action). None = no echo check."""
     echo_ngram: int = 4
     """n of the word n-grams the echo check compares."""
 
@@ -165,12 +167,13 @@ class HEROTrainer(SelfDistillTrainer):
                 self._selection[kind] += 1
                 self.count(kind)
 
-    def is_echo(self, text: str, request: ChatRequest, ignore: frozenset = frozenset()) -> bool:
-        """Whether `text` mostly repeats the reflector's prompt (see HEROConfig.echo_threshold)."""
+    def is_echo(self, text: str, request: ChatRequest, ignore: frozenset = frozenset(), self_repeats: bool = True) -> bool:
+        """Whether `text` mostly repeats the reflector's prompt or itself (see HEROConfig.echo_threshold)."""
         mc = self.method_config
         if mc.echo_threshold is None:
             return False
-        return echo_score(text, request.messages[-1]["content"], mc.echo_ngram, ignore) >= mc.echo_threshold
+        score = echo_score(text, request.messages[-1]["content"], mc.echo_ngram, ignore, self_repeats)
+        return score >= mc.echo_threshold
 
     def _classify(self, traj: Trajectory, turn: int, d: Diagnosis | None) -> tuple[str, Diagnosis | None]:
         if d is None:
@@ -183,9 +186,12 @@ class HEROTrainer(SelfDistillTrainer):
         if gen.error:
             self.count("reflection_errors")
             return "undiagnosed_turns", None
+        d = parse_turn_review(gen.text or "", turn)
+        if d is not None and d.no_hint:  # "NO HINT" is in the prompt too: it is the answer the prompt offers
+            return "no_hint_turns", None
         if self.is_echo(gen.text or "", request):
             return "echo_turns", None
-        return self._classify(traj, turn, parse_turn_review(gen.text or "", turn))
+        return self._classify(traj, turn, d)
 
     def _judge_trajectory_reflection(self, traj: Trajectory, request, gen) -> list[tuple[str, Diagnosis | None]]:
         if gen.error:
@@ -195,16 +201,21 @@ class HEROTrainer(SelfDistillTrainer):
         self.count("diagnoses_out_of_range", res.out_of_range)
         self.count("diagnoses_unreadable", res.unreadable)
         # The format's own words are shared with the prompt's description of it; the rest must be new.
-        if self.is_echo(text, request, FORMAT_WORDS):
+        # One line per turn repeats the format, so only the prompt counts here; each diagnosis's prose is checked
+        # for repeats below.
+        if self.is_echo(text, request, FORMAT_WORDS, self_repeats=False):
             return [("echo_turns", None)] * traj.num_turns
         if not res.diagnoses:
             return [("undiagnosed_turns", None)] * traj.num_turns
         out = []
         for t in range(traj.num_turns):
             d = res.diagnoses.get(t)
-            # Each diagnosis's own words must not be copied from the prompt (e.g. its example line).
-            out.append(("echo_turns", None) if d is not None and self.is_echo(d.prose(), request)
-                       else self._classify(traj, t, d))
+            # Each diagnosis's own words must not be copied from the prompt (e.g. its example line). A cause shorter
+            # than an n-gram ("invalid action") beside the structured fields is a judgement even when the env's
+            # answer used the same words, so only longer prose is checked.
+            prose = d.prose() if d is not None else ""
+            echo = len(prose.split()) >= self.method_config.echo_ngram and self.is_echo(prose, request)
+            out.append(("echo_turns", None) if echo else self._classify(traj, t, d))
         return out
 
     def privileged_block(self, traj: Trajectory, turn: int, group: list[Trajectory]) -> str | None:

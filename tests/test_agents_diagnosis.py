@@ -109,8 +109,28 @@ def test_echo_score_is_the_share_of_ngrams_found_in_the_prompt():
     # 5 words -> 2 four-grams, one of them ("whether this action was") in the prompt
     assert echo_score("whether this action was wrong", prompt) == 0.5
     assert echo_score("too short", prompt) == 0.0
+    # Fewer words than n: an echo when the prompt holds them word for word (a reflection that is just the action).
+    assert echo_score("click[b09s3bn15c]", "[Turn 2] AGENT ACTION:\nclick[b09s3bn15c]\n") == 1.0
+    assert echo_score("click[b07hp6lvrs]", "[Turn 2] AGENT ACTION:\nclick[b09s3bn15c]\n") == 0.0
+    assert echo_score("valid turn", prompt) == 0.0  # both words are there, not together
     assert echo_score("It searched for the wrong product twice", prompt) == 0.0
     # Format words and numbers are ignored on request, so a well-formed answer does not look like its prompt.
     fmt = '"turn": 1, "necessary": true, "valid": false, "cause": "wrong id"'
     assert echo_score('{"turn": 1, "necessary": true, "valid": false}', fmt) == 1.0
     assert echo_score('{"turn": 1, "necessary": true, "valid": false}', fmt, ignore=FORMAT_WORDS) == 0.0
+
+
+def test_echo_score_can_count_a_reflection_repeating_itself():
+    from hero_gym.agents.diagnosis import echo_score
+
+    prompt = "Look at turn 2 only. The agent's action in that turn was: click[b09]"
+    loop = "The agent's action in turn 2 was:\n\n" * 4  # SmolLM2-135M-Instruct's answer, as measured
+    assert echo_score(loop, prompt) < 0.5
+    # 8 words a lap, 29 four-grams: the first 8 are new but for 2 found in the prompt ("the agent s action", "agent s
+    # action in"); the other 21 repeat the lap before them.
+    assert echo_score(loop, prompt, self_repeats=True) == 23 / 29
+    # Overlapping with itself is no repeat: a gram counts only against a stretch that ends before it starts.
+    assert echo_score("a b c d e", "", self_repeats=True) == 0.0
+    assert echo_score("a a a a a a a a", "", self_repeats=True) == 1 / 5
+    review = "It bought a shirt over the price limit; it should have gone back and chosen the cheaper one."
+    assert echo_score(review, prompt, self_repeats=True) == 0.0

@@ -61,6 +61,26 @@ def test_per_turn_no_hint_and_echo_answers_select_nothing_and_the_log_says_so(tm
     assert log["selected_frac"] == pytest.approx(1 / 3) and log["echo_rate"] == pytest.approx(1 / 3)
 
 
+def test_per_turn_answers_that_copy_the_action_or_loop_are_echoes_and_no_hint_is_not(tmp_path):
+    # What SmolLM2-135M wrote as HERO's reflector in the CPU sweep: fine-tuned on actions, the turn's own action
+    # (90% of the distilled turns of hero-B4-s1 had no other hint); untuned, one line said over and over.
+    def reflect(messages, tools):
+        prompt = messages[0]["content"]
+        t = turn_of(prompt)
+        if t == 1:
+            return prompt.split("The agent's action in that turn was:\n")[1].split("\n")[0]
+        if t == 2:
+            return f"The agent's action in turn {t} was:\n\n" * 6
+        return "NO HINT"
+
+    tr = hero(tmp_path, reflect, mode="per_turn", steps=1)
+    [rec] = tr.train()
+    n_traj = rec["episodes"]
+    assert rec["turns"] == 3 * n_traj
+    assert (rec["diagnosed_turns"], rec["echo_turns"], rec["no_hint_turns"]) == (0, 2 * n_traj, n_traj)
+    assert rec["scored_turns"] == 0 and rec["selected_frac"] == 0
+
+
 def test_a_reflection_that_echoes_its_prompt_is_no_diagnosis(tmp_path):
     # Echoing the whole trajectory prompt would otherwise parse its example JSON line as a diagnosis of turn 1.
     tr = hero(tmp_path, lambda messages, tools: messages[0]["content"])
