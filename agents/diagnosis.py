@@ -58,7 +58,8 @@ FORMAT_WORDS = frozenset({"turn", "necessary", "necessity", "valid", "validity",
                           "corrected_action", "correction", "true", "false", "yes", "no", "none", "null"})
 
 
-def echo_score(text: str, prompt: str, n: int = 4, ignore: frozenset = frozenset(), self_repeats: bool = False) -> float:
+def echo_score(text: str, prompt: str, n: int = 4, ignore: frozenset = frozenset(),
+               self_repeats: bool = False) -> float:
     """Share of `text`'s word n-grams (lower-cased) that are not its own: they occur in `prompt` (or, with
     `self_repeats`, earlier in `text` itself).
 

@@ -25,6 +25,7 @@ tokens per turn.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from hero_gym.agents.context import outcome_text, render_trajectory
@@ -99,6 +100,7 @@ class HEROTrainer(SelfDistillTrainer):
         self.teacher_template = load_prompt(self.method_config.teacher_template)
         self._diagnoses: dict[int, dict[int, Diagnosis]] = {}
         self._selection: dict[str, int] = {}
+        self._warned_no_diagnosis = False
 
     @property
     def selection_stats(self) -> dict:
@@ -166,8 +168,18 @@ class HEROTrainer(SelfDistillTrainer):
             for kind, _ in judged:
                 self._selection[kind] += 1
                 self.count(kind)
+        sel = self._selection
+        if not sel["diagnosed_turns"] and not self._warned_no_diagnosis:
+            self._warned_no_diagnosis = True  # once a run: the counts are logged every step
+            rest = "only the rl_coef term trains" if self.method_config.rl_coef > 0 else "nothing is distilled"
+            n = sum(sel[k] for k in self.TURN_CLASSES)
+            warnings.warn(f"HERO step {self.step + 1}: the reflector diagnosed none of {n} turns ({sel['echo_turns']} "
+                          f"echoes of its prompt, {sel['no_hint_turns']} needing no hint, {sel['undiagnosed_turns']} "
+                          f"unreadable), so {rest}. A policy fine-tuned only on actions writes actions, not "
+                          "reviews: pass a reflector that reviews (--reflector).", RuntimeWarning, stacklevel=2)
 
-    def is_echo(self, text: str, request: ChatRequest, ignore: frozenset = frozenset(), self_repeats: bool = True) -> bool:
+    def is_echo(self, text: str, request: ChatRequest, ignore: frozenset = frozenset(),
+                self_repeats: bool = True) -> bool:
         """Whether `text` mostly repeats the reflector's prompt or itself (see HEROConfig.echo_threshold)."""
         mc = self.method_config
         if mc.echo_threshold is None:

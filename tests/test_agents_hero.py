@@ -73,8 +73,10 @@ def test_per_turn_answers_that_copy_the_action_or_loop_are_echoes_and_no_hint_is
             return f"The agent's action in turn {t} was:\n\n" * 6
         return "NO HINT"
 
-    tr = hero(tmp_path, reflect, mode="per_turn", steps=1)
-    [rec] = tr.train()
+    tr = hero(tmp_path, reflect, mode="per_turn", steps=2)
+    with pytest.warns(RuntimeWarning, match="diagnosed none of .* echoes of its prompt.*nothing is distilled") as w:
+        rec, _ = tr.train()
+    assert sum("diagnosed none" in str(x.message) for x in w) == 1  # once a run, not every step
     n_traj = rec["episodes"]
     assert rec["turns"] == 3 * n_traj
     assert (rec["diagnosed_turns"], rec["echo_turns"], rec["no_hint_turns"]) == (0, 2 * n_traj, n_traj)
