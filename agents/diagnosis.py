@@ -67,15 +67,17 @@ def echo_score(text: str, prompt: str, n: int = 4, ignore: frozenset = frozenset
     reflection scoring near 1 repeats its prompt (instructions, transcript, outcome) instead of judging the turn.
     A text of fewer than n words scores 1 when its words occur, in order and together, in the prompt (a reflection
     that is just the turn's own action, copied), else 0. `self_repeats` also counts a stretch the text has already
-    written ("The agent's action in turn 2 was:" six times over), the other way small models fill their budget.
+    written ("The agent's action in turn 2 was:" six times over, or counting on, turn 3, turn 4 ...: with it, any number
+    matches any other), the other way small models fill their budget.
     """
     def words_of(t: str) -> list[str]:
         return [w for w in _WORD.findall(t.lower()) if w not in ignore and not (ignore and w.isdigit())]
 
-    words = words_of(text)
+    words, pw = words_of(text), words_of(prompt)
     if not words:
         return 0.0
-    pw = words_of(prompt)
+    if self_repeats:  # a loop that counts as it goes ("in turn 3 was: ... in turn 4 was: ...") repeats itself too
+        words, pw = ([re.sub(r"\d+", "0", w) for w in ws] for ws in (words, pw))
     k = min(n, len(words))
     seen = {tuple(pw[i:i + k]) for i in range(len(pw) - k + 1)}
     if len(words) < n:

@@ -132,5 +132,7 @@ def test_echo_score_can_count_a_reflection_repeating_itself():
     # Overlapping with itself is no repeat: a gram counts only against a stretch that ends before it starts.
     assert echo_score("a b c d e", "", self_repeats=True) == 0.0
     assert echo_score("a a a a a a a a", "", self_repeats=True) == 1 / 5
+    counting = "".join(f"The agent's action in turn {t} was: click[4] " for t in range(3, 7))
+    assert echo_score(counting, prompt) < 0.5 and echo_score(counting, prompt, self_repeats=True) > 0.5
     review = "It bought a shirt over the price limit; it should have gone back and chosen the cheaper one."
     assert echo_score(review, prompt, self_repeats=True) == 0.0
