@@ -169,7 +169,10 @@ class HEROTrainer(SelfDistillTrainer):
                 self._selection[kind] += 1
                 self.count(kind)
         sel = self._selection
-        if not sel["diagnosed_turns"] and not self._warned_no_diagnosis:
+        # A step whose turns all needed no hint is a judgement; one with nothing but echoes and unreadable answers
+        # means the reflector cannot review.
+        unjudged = sel["echo_turns"] + sel["undiagnosed_turns"]
+        if not sel["diagnosed_turns"] and unjudged and not self._warned_no_diagnosis:
             self._warned_no_diagnosis = True  # once a run: the counts are logged every step
             rest = "only the rl_coef term trains" if self.method_config.rl_coef > 0 else "nothing is distilled"
             n = sum(sel[k] for k in self.TURN_CLASSES)

@@ -83,6 +83,16 @@ def test_per_turn_answers_that_copy_the_action_or_loop_are_echoes_and_no_hint_is
     assert rec["scored_turns"] == 0 and rec["selected_frac"] == 0
 
 
+def test_a_step_whose_turns_all_need_no_hint_does_not_warn(tmp_path):
+    import warnings
+
+    tr = hero(tmp_path, lambda messages, tools: "NO HINT", mode="per_turn", steps=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*diagnosed none")
+        [rec] = tr.train()
+    assert rec["no_hint_turns"] == rec["turns"] and rec["diagnosed_turns"] == 0
+
+
 def test_a_reflection_that_echoes_its_prompt_is_no_diagnosis(tmp_path):
     # Echoing the whole trajectory prompt would otherwise parse its example JSON line as a diagnosis of turn 1.
     tr = hero(tmp_path, lambda messages, tools: messages[0]["content"])
