@@ -22,12 +22,14 @@ if [ ! -d $SNAP/$RUN/checkpoint ]; then
 fi
 m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
 EK=$(cat $RES/env_kwargs.json)
+if [ "${PREC:-bf16}" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same)  # as in run_sweep.sh
+else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); fi
 echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
 .venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model $RUNS/warmstart-sft/model --group-size 2 \
   --tasks-per-step 2 --steps $STEP --lr $LR --eval-every 0 --set reflect_mode=per_turn \
   --set demo_source=sibling_then_oracle --set export_model=false \
-  --env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed --set prefix_cache_mb=3072 \
-  --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK" \
+  --env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}" --set prefix_cache_mb=3072 \
+  --set rollout_batch_size=16 --set "env_kwargs=$EK" \
   --eval-split test --eval-tasks $TASKS --eval-k $K --eval-max-turns 8 --out $SNAP || exit 1
 echo "$(date -u +%FT%TZ) end snapshot $RUN step $STEP $PART" >> $RES/wall_times.log
 [ -n "$PART" ] && exit 0

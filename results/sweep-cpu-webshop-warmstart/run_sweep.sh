@@ -26,12 +26,17 @@ SWEEP=${SWEEP:-sweep-lr1e-5}
 RESOUT=$RES/${SWEEP#sweep-}
 EK=$(cat $RES/env_kwargs.json)
 WARM=$RUNS/warmstart-sft
+WARMOUT=${WARMOUT:-$RES}  # where the warm start's records go (session 3's Base row is $RES/warmstart-sft)
 # Shared by every run: env settings, generation cap, evaluation set (test goals 0-49, mean@4, 8 turns) decoded
 # from a bf16 copy of the weights. The prefix cache must hold every live conversation (SmolLM2 in bf16: 23 KB per
 # token; 16 conversations of up to 5,000 tokens = 1.8 GB): when it is too small, entries are evicted in turn and
 # every turn re-reads its whole conversation (measured: 3x slower evaluation at 1,024 MB).
-COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 --set precision=bf16-mixed
-        --set prefix_cache_mb=3072 --set rollout_batch_size=16 --set eval_precision=bf16 --set "env_kwargs=$EK"
+# PREC=fp32 for a CPU without native bf16 (no avx512_bf16 / amx_bf16 flag: bf16 matmuls there are emulated, and
+# measured on an AVX2-only EPYC, a bf16-autocast backward was ~50x and a bf16 prefill 4.7x slower than fp32).
+if [ "${PREC:-bf16}" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same)
+else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); fi
+COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}"
+        --set prefix_cache_mb=3072 --set rollout_batch_size=16 --set "env_kwargs=$EK"
         --eval-split test --eval-tasks 0-49 --eval-k 4 --eval-max-turns 8)
 # The four methods from the warm start: 8 steps x 2 tasks x G=2 (32 training episodes), lr 1e-5. (full-demo-B4-s0
 # ran at 1e-4, the warm start's rate, and collapsed within 3 steps; at 1e-5 it did not in 4: README.md, and its
@@ -59,7 +64,7 @@ job() {
                      # exported to $WARM/model; its evaluation (eval/final) is the Base row
       step $1 $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step 4 --steps 10 --lr 1e-4 \
           "${COMMON[@]}" --out $WARM &&
-      $PY -m hero_gym.benchmarks.collect_runs $WARM --out $RES ;;
+      $PY -m hero_gym.benchmarks.collect_runs $WARM --out $WARMOUT ;;
     *-G1)
       local r=${1%-G1} m b s
       m=${r%-B*}; b=${r##*-B}; s=${b#*-s}; b=${b%-s*}
