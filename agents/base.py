@@ -281,6 +281,14 @@ class Trainer:
             raise ValueError("a model passed in needs its tokenizer too")
         self.precision = config.precision if config.precision != "auto" else (
             "bf16-mixed" if self.device.type == "cuda" else "fp32")
+        if self.device.type == "cpu" and (self.precision != "fp32" or config.eval_precision == "bf16"):
+            from hero_gym.policies.models import cpu_has_native_bf16
+
+            if not cpu_has_native_bf16():
+                warnings.warn(f"precision={self.precision!r}, eval_precision={config.eval_precision!r} on a CPU "
+                              "without native bf16 (no avx512_bf16/amx_bf16 flag): bf16 matmuls run emulated here, "
+                              "2.7-15x slower than fp32 (results/bench_cpu_precision.md); use precision='fp32', "
+                              "eval_precision='same'", stacklevel=2)
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.model = self._setup_model(model)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch
 from hero_gym import chat
 from hero_gym.policies.base import CallablePolicy, ChatRequest
 from hero_gym.policies.hf import HFPolicy
-from hero_gym.policies.models import load_model, tiny_model, tiny_tokenizer
+from hero_gym.policies.models import cpu_has_native_bf16, load_model, tiny_model, tiny_tokenizer
 from hero_gym.policies.scripted import ScriptedPolicy, load_policy
 
 TOOLS = [{"type": "function", "function": {
@@ -219,6 +220,58 @@ def test_load_model_from_a_saved_folder(tmp_path, tiny):
     assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
     r = _req(seed=4)
     assert HFPolicy(loaded, ltok).generate([r])[0].token_ids == HFPolicy(model, tok).generate([r])[0].token_ids
+
+
+_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma{}\nbogomips\t: 4000\n"
+
+
+def test_cpu_has_native_bf16_reads_the_flags(monkeypatch):
+    monkeypatch.delenv("HERO_GYM_CPU_BF16", raising=False)
+    assert not cpu_has_native_bf16(_CPUINFO.format(""))
+    assert cpu_has_native_bf16(_CPUINFO.format(" avx512f avx512_bf16"))
+    assert cpu_has_native_bf16(_CPUINFO.format(" amx_tile amx_bf16"))
+    assert not cpu_has_native_bf16(_CPUINFO.format(" avx512f avx512bw"))  # AVX-512 without the bf16 extension
+    assert cpu_has_native_bf16("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")  # Arm
+    assert not cpu_has_native_bf16("model name\t: has bf16 in its name\n")  # only the flag lines count
+    monkeypatch.setenv("HERO_GYM_CPU_BF16", "1")
+    assert cpu_has_native_bf16(_CPUINFO.format(""))
+    monkeypatch.setenv("HERO_GYM_CPU_BF16", "0")
+    assert not cpu_has_native_bf16(_CPUINFO.format(" avx512_bf16"))
+
+
+@pytest.mark.parametrize("native, want", [(False, torch.float32), (True, torch.bfloat16)])
+def test_a_bf16_folder_loads_in_fp32_on_a_cpu_without_native_bf16(tmp_path, tiny, monkeypatch, native, want):
+    model, tok = tiny
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "m")
+    model.to(torch.float32)
+    tok.save_pretrained(tmp_path / "m")
+    monkeypatch.setenv("HERO_GYM_CPU_BF16", str(int(native)))
+    assert load_model(str(tmp_path / "m"))[0].dtype == want
+    assert load_model(str(tmp_path / "m"), device="cpu")[0].dtype == want
+    assert HFPolicy(str(tmp_path / "m")).model.dtype == want
+    # an explicit dtype always wins
+    assert load_model(str(tmp_path / "m"), dtype=torch.bfloat16)[0].dtype == torch.bfloat16
+
+
+def test_trainer_warns_about_bf16_on_a_cpu_without_it(monkeypatch, tmp_path):
+    from hero_gym.agents import TrainConfig, make_trainer
+    from hero_gym.agents.grpo import GRPOConfig
+
+    model, tok = tiny_model()
+
+    def trainer(**kw):
+        cfg = TrainConfig(env_id="hero_gym/WebShop-v0", method="grpo", device="cpu", out_dir=str(tmp_path), **kw)
+        return make_trainer(cfg, GRPOConfig(), model=model, tokenizer=tok)
+
+    monkeypatch.setenv("HERO_GYM_CPU_BF16", "0")
+    for kw in ({"precision": "bf16-mixed"}, {"eval_precision": "bf16"}):
+        with pytest.warns(UserWarning, match="without native bf16"):
+            trainer(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer(precision="fp32")
+        monkeypatch.setenv("HERO_GYM_CPU_BF16", "1")
+        trainer(precision="bf16-mixed")
 
 
 def test_load_model_errors(tmp_path):

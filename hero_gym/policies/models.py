@@ -88,8 +88,43 @@ def default_model_path() -> Path:
     return target
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 in hardware: x86 ``avx512_bf16`` or ``amx_bf16``, Arm ``bf16`` (the flags
+    of ``/proc/cpuinfo``, or of `cpuinfo` when given). Without them PyTorch emulates bf16 matmuls: on an AVX2-only
+    AMD EPYC a SmolLM2 prefill in bf16 took 7.9x, a decode step 2.7x and a bf16-autocast forward + backward 15x the
+    fp32 time (``results/bench_cpu_precision.md``). Unknown (no ``/proc/cpuinfo``: macOS, Windows) counts as no, since fp32 is never
+    the slow choice. ``HERO_GYM_CPU_BF16=1`` or ``0`` overrides the answer."""
+    forced = os.environ.get("HERO_GYM_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _cpu_dtype(device, dtype):
+    """The dtype to load with: `dtype` when given; fp32 on a CPU that has no native bf16 (a bf16 folder would
+    otherwise run emulated); else None (the folder's own dtype)."""
+    if dtype is not None:
+        return dtype
+    if (device is None or str(device).startswith("cpu")) and not cpu_has_native_bf16():
+        import torch
+
+        return torch.float32
+    return None
+
+
 def load_default_model(device: str | None = None, dtype=None):
-    """Return ``(model, tokenizer)`` of the embedded SmolLM2-135M-Instruct (bf16 unless `dtype` says otherwise)."""
+    """Return ``(model, tokenizer)`` of the embedded SmolLM2-135M-Instruct: bf16, or fp32 on a CPU without native
+    bf16 (:func:`cpu_has_native_bf16`), unless `dtype` says otherwise."""
     return _load_folder(default_model_path(), device=device, dtype=dtype)
 
 
@@ -97,7 +132,7 @@ def _load_folder(path, device=None, dtype=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or "auto")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_cpu_dtype(device, dtype) or "auto")
     if device is not None:
         model = model.to(device)
     model.eval()

@@ -32,7 +32,8 @@ WARMOUT=${WARMOUT:-$RES}  # where the warm start's records go (session 3's Base 
 # token; 16 conversations of up to 5,000 tokens = 1.8 GB): when it is too small, entries are evicted in turn and
 # every turn re-reads its whole conversation (measured: 3x slower evaluation at 1,024 MB).
 # PREC=fp32 for a CPU without native bf16 (no avx512_bf16 / amx_bf16 flag: bf16 matmuls there are emulated, and
-# measured on an AVX2-only EPYC, a bf16-autocast backward was ~50x and a bf16 prefill 4.7x slower than fp32).
+# measured on an AVX2-only EPYC: prefill 7.9x, decode 2.7x, forward + backward 15x the fp32 time,
+# results/bench_cpu_precision.md).
 if [ "${PREC:-bf16}" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same)
 else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); fi
 COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}"
