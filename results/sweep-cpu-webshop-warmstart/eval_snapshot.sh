@@ -10,6 +10,9 @@ set -u
 cd "$(dirname "$0")/../.."
 RUN=$1; STEP=$2; TASKS=${3:-0-49}; K=${4:-1}; PART=${5:-}
 RUNS=${RUNS:-runs/i8}
+# PREC as in run_sweep.sh: unset, it follows this CPU's native bf16
+[ -z "${PREC:-}" ] && PREC=$(.venv/bin/python -c "from hero_gym.policies.models import cpu_has_native_bf16 as f; print('bf16' if f() else 'fp32')")
+[ "$PREC" = fp32 ] && SWEEP=${SWEEP:-sweep-fp32}
 SWEEP=${SWEEP:-sweep-lr1e-5}; LR=${LR:-1e-5}  # as in run_sweep.sh (session 3's lr 1e-4 run: SWEEP=sweep LR=1e-4)
 SRC=$RUNS/$SWEEP/$RUN; SNAP=$RUNS/snap-$SWEEP/step$STEP${PART:+-$PART}
 export HERO_GYM_DATA=${HERO_GYM_DATA:-/work/shared/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -22,7 +25,7 @@ if [ ! -d $SNAP/$RUN/checkpoint ]; then
 fi
 m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
 EK=$(cat $RES/env_kwargs.json)
-if [ "${PREC:-bf16}" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same)  # as in run_sweep.sh
+if [ "$PREC" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same --set grad_checkpointing=true)
 else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); fi
 echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
 .venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model $RUNS/warmstart-sft/model --group-size 2 \

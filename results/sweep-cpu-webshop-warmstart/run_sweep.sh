@@ -22,8 +22,6 @@ RES=results/sweep-cpu-webshop-warmstart
 # Method runs go to $RUNS/$SWEEP and their records to $RES/<SWEEP without "sweep-">: the lr 1e-5 sweep is
 # sweep-lr1e-5 -> lr1e-5/. (The lr 1e-4 run full-demo-B4-s0 of session 3 ran into $RUNS/sweep and its records are
 # in $RES/full-demo-B4-s0.)
-SWEEP=${SWEEP:-sweep-lr1e-5}
-RESOUT=$RES/${SWEEP#sweep-}
 EK=$(cat $RES/env_kwargs.json)
 WARM=$RUNS/warmstart-sft
 WARMOUT=${WARMOUT:-$RES}  # where the warm start's records go (session 3's Base row is $RES/warmstart-sft)
@@ -34,8 +32,17 @@ WARMOUT=${WARMOUT:-$RES}  # where the warm start's records go (session 3's Base 
 # PREC=fp32 for a CPU without native bf16 (no avx512_bf16 / amx_bf16 flag: bf16 matmuls there are emulated, and
 # measured on an AVX2-only EPYC: prefill 7.9x, decode 2.7x, forward + backward 15x the fp32 time,
 # results/bench_cpu_precision.md).
-if [ "${PREC:-bf16}" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same)
-else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); fi
+# Unset, PREC follows this CPU (hero_gym.policies.models.cpu_has_native_bf16). fp32 method runs also checkpoint
+# activations: a budget-8 GRPO step peaked at 7.0 GB with it and was OOM-killed at 15-18 GB without it beside a
+# second lane (same loss and gradients, one more forward). fp32 runs go to their own SWEEP (records: fp32/).
+if [ -z "${PREC:-}" ]; then
+  PREC=$($PY -c "from hero_gym.policies.models import cpu_has_native_bf16 as f; print('bf16' if f() else 'fp32')") || exit 1
+  echo "PREC=$PREC (this CPU's native bf16: $([ $PREC = bf16 ] && echo yes || echo no))" >&2
+fi
+if [ "$PREC" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same); GC=(--set grad_checkpointing=true)
+  SWEEP=${SWEEP:-sweep-fp32}
+else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); GC=(); SWEEP=${SWEEP:-sweep-lr1e-5}; fi
+RESOUT=$RES/${SWEEP#sweep-}
 COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}"
         --set prefix_cache_mb=3072 --set rollout_batch_size=16 --set "env_kwargs=$EK"
         --eval-split test --eval-tasks 0-49 --eval-k 4 --eval-max-turns 8)
@@ -45,7 +52,7 @@ COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[
 # 1 attempt each) and the final mean@4 at step 8. EVAL_EVERY=0 leaves the step-4 point to eval_snapshot.sh (another
 # lane evaluates a copy of the step-4 checkpoint while this one trains on).
 METHODS=(--model $WARM/model --group-size 2 --tasks-per-step 2 --steps 8 --lr 1e-5 --eval-every ${EVAL_EVERY:-4} --set periodic_eval_k=1
-         --set reflect_mode=per_turn --set demo_source=sibling_then_oracle --set export_model=false ${EXTRA:-})
+         --set reflect_mode=per_turn --set demo_source=sibling_then_oracle --set export_model=false "${GC[@]}" ${EXTRA:-})
 # EXTRA: more settings for every method run of this lane, with a SWEEP of their own, e.g.
 #   SWEEP=sweep-lr1e-5-hint EXTRA="--set demo_step_hint=true" run_sweep.sh full-demo-B4-s0
 
