@@ -97,17 +97,26 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     forced = os.environ.get("HERO_GYM_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
+    flags = _this_cpu_flags() if cpuinfo is None else _cpu_flags(cpuinfo)
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _cpu_flags(cpuinfo: str) -> frozenset[str]:
     flags = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             flags.update(value.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return frozenset(flags)
+
+
+@functools.lru_cache(maxsize=1)
+def _this_cpu_flags() -> frozenset[str]:
+    # read once per process: /proc/cpuinfo repeats the flags for every core
+    try:
+        return _cpu_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return frozenset()
 
 
 def _cpu_dtype(device, dtype):

@@ -10,9 +10,7 @@ set -u
 cd "$(dirname "$0")/../.."
 RUN=$1; STEP=$2; TASKS=${3:-0-49}; K=${4:-1}; PART=${5:-}
 RUNS=${RUNS:-runs/i8}
-# PREC as in run_sweep.sh: unset, it follows this CPU's native bf16
-[ -z "${PREC:-}" ] && PREC=$(.venv/bin/python -c "from hero_gym.policies.models import cpu_has_native_bf16 as f; print('bf16' if f() else 'fp32')")
-[ "$PREC" = fp32 ] && SWEEP=${SWEEP:-sweep-fp32}
+source results/sweep-cpu-webshop-warmstart/prec.sh  # PREC, PRECARGS, GC as in run_sweep.sh
 SWEEP=${SWEEP:-sweep-lr1e-5}; LR=${LR:-1e-5}  # as in run_sweep.sh (session 3's lr 1e-4 run: SWEEP=sweep LR=1e-4)
 SRC=$RUNS/$SWEEP/$RUN; SNAP=$RUNS/snap-$SWEEP/step$STEP${PART:+-$PART}
 export HERO_GYM_DATA=${HERO_GYM_DATA:-/work/shared/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -25,12 +23,10 @@ if [ ! -d $SNAP/$RUN/checkpoint ]; then
 fi
 m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
 EK=$(cat $RES/env_kwargs.json)
-if [ "$PREC" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same --set grad_checkpointing=true)
-else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); fi
 echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
 .venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model $RUNS/warmstart-sft/model --group-size 2 \
   --tasks-per-step 2 --steps $STEP --lr $LR --eval-every 0 --set reflect_mode=per_turn \
-  --set demo_source=sibling_then_oracle --set export_model=false \
+  --set demo_source=sibling_then_oracle --set export_model=false "${GC[@]}" \
   --env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}" --set prefix_cache_mb=3072 \
   --set rollout_batch_size=16 --set "env_kwargs=$EK" \
   --eval-split test --eval-tasks $TASKS --eval-k $K --eval-max-turns 8 --out $SNAP || exit 1

@@ -29,19 +29,8 @@ WARMOUT=${WARMOUT:-$RES}  # where the warm start's records go (session 3's Base 
 # from a bf16 copy of the weights. The prefix cache must hold every live conversation (SmolLM2 in bf16: 23 KB per
 # token; 16 conversations of up to 5,000 tokens = 1.8 GB): when it is too small, entries are evicted in turn and
 # every turn re-reads its whole conversation (measured: 3x slower evaluation at 1,024 MB).
-# PREC=fp32 for a CPU without native bf16 (no avx512_bf16 / amx_bf16 flag: bf16 matmuls there are emulated, and
-# measured on an AVX2-only EPYC: prefill 7.9x, decode 2.7x, forward + backward 15x the fp32 time,
-# results/bench_cpu_precision.md).
-# Unset, PREC follows this CPU (hero_gym.policies.models.cpu_has_native_bf16). fp32 method runs also checkpoint
-# activations: a budget-8 GRPO step peaked at 7.0 GB with it and was OOM-killed at 15-18 GB without it beside a
-# second lane (same loss and gradients, one more forward). fp32 runs go to their own SWEEP (records: fp32/).
-if [ -z "${PREC:-}" ]; then
-  PREC=$($PY -c "from hero_gym.policies.models import cpu_has_native_bf16 as f; print('bf16' if f() else 'fp32')") || exit 1
-  echo "PREC=$PREC (this CPU's native bf16: $([ $PREC = bf16 ] && echo yes || echo no))" >&2
-fi
-if [ "$PREC" = fp32 ]; then PRECARGS=(--set precision=fp32 --set eval_precision=same); GC=(--set grad_checkpointing=true)
-  SWEEP=${SWEEP:-sweep-fp32}
-else PRECARGS=(--set precision=bf16-mixed --set eval_precision=bf16); GC=(); SWEEP=${SWEEP:-sweep-lr1e-5}; fi
+source $RES/prec.sh  # PREC, PRECARGS, GC and, for fp32, SWEEP
+SWEEP=${SWEEP:-sweep-lr1e-5}
 RESOUT=$RES/${SWEEP#sweep-}
 COMMON=(--env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}"
         --set prefix_cache_mb=3072 --set rollout_batch_size=16 --set "env_kwargs=$EK"
