@@ -2,8 +2,9 @@
 
 For each run directory: ``config.json``, ``train_log.jsonl`` and every evaluation store under ``eval/`` (its
 ``run.json`` and ``episodes.jsonl``). Stored trajectories are slimmed: per turn only the action text (cut to
-200 characters), the invalid flag, the env's invalid reason and the reward are kept; token ids, log-probs,
-observations and messages are dropped (model weights and checkpoints are never copied). Every flat field the
+200 characters), the invalid flag, the env's invalid reason and the reward are kept, and the episode's
+``reward_info`` (why a WebShop purchase scored what it did: type, attribute, option and price parts; why a tau
+episode failed); token ids, log-probs, observations and messages are dropped (model weights and checkpoints are never copied). Every flat field the
 summary, compare and plot commands read is kept unchanged.
 
     python -m hero_gym.benchmarks.collect_runs runs/sweep/* --out results/my-sweep
@@ -28,7 +29,7 @@ def slim_record(rec: dict) -> dict:
     turns = [{**{k: t.get(k) for k in TURN_FIELDS}, "action": str(t.get("action", ""))[:200],
               "invalid_reason": (t.get("info") or {}).get("invalid_reason")} for t in traj.get("turns", [])]
     keep = {k: traj.get(k) for k in ("task_index", "seed", "split", "reward", "success", "termination_reason",
-                                     "tokens_in", "tokens_out", "wall_time_s")}
+                                     "reward_info", "tokens_in", "tokens_out", "wall_time_s")}
     return {**rec, "trajectory": {**keep, "turns": turns}}
 
 

@@ -16,7 +16,8 @@ TRAJ = {"turns": [{"index": 0, "action": "search[x]" * 50, "invalid": False, "re
                    "observation": "page " * 100, "info": {}},
                   {"index": 1, "action": "nonsense", "invalid": True, "reward": 0.0, "action_token_ids": [2],
                    "observation": "page", "info": {"invalid_reason": "no action found"}}],
-        "messages": [{"role": "user", "content": "x" * 1000}], "prompt_token_ids": list(range(500))}
+        "messages": [{"role": "user", "content": "x" * 1000}], "prompt_token_ids": list(range(500)),
+        "reward_info": {"r_type": 1.0, "r_att": 0.5, "r_option": 0.0, "r_price": True}}
 
 
 def training_run(root, name, before: bool, after: bool, tasks=10):
@@ -95,4 +96,5 @@ def test_collect_keeps_the_flat_fields_and_drops_tokens_and_weights(tmp_path):
     assert [t["invalid"] for t in turns] == [False, True] and turns[1]["invalid_reason"] == "no action found"
     assert len(turns[0]["action"]) == 200 and "action_token_ids" not in turns[0] and "observation" not in turns[0]
     assert "messages" not in rec["trajectory"] and "prompt_token_ids" not in rec["trajectory"]
+    assert rec["trajectory"]["reward_info"] == TRAJ["reward_info"]  # why the purchase scored what it did
     assert lc.invalid_rate(out / "eval" / "final") == pytest.approx(0.5)
