@@ -34,4 +34,4 @@ echo "$(date -u +%FT%TZ) end snapshot $RUN step $STEP $PART" >> $RES/wall_times.
 [ -n "$PART" ] && exit 0
 DST=$SRC/eval/$(printf 'step_%05d' $STEP)
 [ -d $DST ] && mv $DST ${DST}_inprocess-partial-$(date +%s)
-cp -r $SNAP/$RUN/eval/final $DST
+mkdir -p $SRC/eval && cp -r $SNAP/$RUN/eval/final $DST  # a train-only run (eval_split=null) has no eval/ yet
