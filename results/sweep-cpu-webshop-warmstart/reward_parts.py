@@ -19,8 +19,9 @@ HERE = Path(__file__).parent
 EK = json.loads((HERE / "env_kwargs.json").read_text())
 
 
-def purchase(env, ep: dict) -> tuple[dict, dict] | None:
-    """(reward_info, options clicked on the bought product) of a purchase; None when the episode bought nothing.
+def purchase(env, ep: dict) -> tuple[dict, dict, str | None] | None:
+    """(reward_info, options clicked on the bought product, its ASIN) of a purchase; None when the episode bought
+    nothing.
     The stored actions are cut to 200 characters (collect_runs), so long searches cannot be replayed; the purchase
     can: the last product opened and the options clicked on it since, scored by the env's own reward function
     against the episode's goal. Records collected since session 8 hold the env's reward_info itself."""
@@ -46,11 +47,22 @@ def purchase(env, ep: dict) -> tuple[dict, dict] | None:
                     options[opt_name] = name
     stored = ep["trajectory"].get("reward_info") or {}
     if "r_type" in stored:
-        return stored, options
+        return stored, options, asin
     if asin is None:
-        return {"unreconstructed": True}, options
+        return {"unreconstructed": True}, options, asin
     reward, info = shop.reward_fn(shop.catalogue.by_asin[asin], goal, shop.catalogue.prices.get(asin), options)
-    return (info if abs(reward - ep["reward"]) < 1e-9 else {"unreconstructed": True}), options
+    return (info if abs(reward - ep["reward"]) < 1e-9 else {"unreconstructed": True}), options, asin
+
+
+def best_options_win(env, asin: str) -> bool:
+    """Whether the product bought scores 1 with the best value of each of its options (chosen one option at a time:
+    the option part counts each goal option on its own). Call after purchase(), which reset env to the goal."""
+    shop, goal = env.unwrapped.shop, env.unwrapped.goal
+    product, price = shop.catalogue.by_asin[asin], shop.catalogue.prices.get(asin)
+    best: dict = {}
+    for name, values in product.get("options", {}).items():
+        best[name] = max(values, key=lambda v: shop.reward_fn(product, goal, price, {**best, name: v})[0])
+    return shop.reward_fn(product, goal, price, best)[0] >= 1 - 1e-9
 
 
 def short_parts(ri: dict) -> list[str]:
@@ -67,7 +79,7 @@ def tally(store: Path, env) -> Counter:
         got = purchase(env, ep)
         if got is None:
             continue
-        ri, clicked = got
+        ri, clicked, asin = got
         c["purchases"] += 1
         if ri.get("unreconstructed"):
             c["unreconstructed"] += 1
@@ -79,13 +91,15 @@ def tally(store: Path, env) -> Counter:
             c[f"{part} short"] += 1
         if len(short) == 1:  # what this purchase alone lacked to be a success
             c[f"only {short[0]}"] += 1
+        if short == ["options"] and asin and best_options_win(env, asin):
+            c["a success with its best options"] += 1
     return c
 
 
 def main(stores):
     env = make("hero_gym/WebShop-v0", split="test", max_turns=8, **EK)
     keys = ["episodes", "purchases", "unreconstructed", "success", "an option clicked", "type short", "attributes short",
-            "options short", "price short", "only type", "only attributes", "only options", "only price"]
+            "options short", "price short", "only type", "only attributes", "only options", "only price", "a success with its best options"]
     print("| store | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for s in map(Path, stores):
