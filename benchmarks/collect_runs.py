@@ -2,10 +2,10 @@
 
 For each run directory: ``config.json``, ``train_log.jsonl`` and every evaluation store under ``eval/`` (its
 ``run.json`` and ``episodes.jsonl``). Stored trajectories are slimmed: per turn only the action text (cut to
-200 characters), the invalid flag, the env's invalid reason and the reward are kept, and the episode's
+200 characters), the invalid flag, the env's invalid reason and the reward are kept, plus the episode's
 ``reward_info`` (why a WebShop purchase scored what it did: type, attribute, option and price parts; why a tau
-episode failed); token ids, log-probs, observations and messages are dropped (model weights and checkpoints are never copied). Every flat field the
-summary, compare and plot commands read is kept unchanged.
+episode failed). Token ids, log-probs, observations and messages are dropped; model weights and checkpoints are
+never copied. Every flat field the summary, compare and plot commands read is kept unchanged.
 
     python -m hero_gym.benchmarks.collect_runs runs/sweep/* --out results/my-sweep
 """
