@@ -1,6 +1,6 @@
-"""Why a purchase scores below 1: replay each stored evaluation episode's actions in the env (the env is
-deterministic given the goal and the actions) and tally the reward components of its purchase (`reward_info`:
-product type, goal attributes, goal options, price), per evaluation store.
+"""Why a purchase scores below 1: rebuild each stored evaluation episode's purchase (the product bought and the
+options clicked on it) and tally the reward components of it (`reward_info`: product type, goal attributes, goal
+options, price), per evaluation store; and whether the same product would have scored 1 with its best options.
 
     python results/sweep-cpu-webshop-warmstart/reward_parts.py STORE [STORE ...]   # STORE: a folder of episodes.jsonl
 
@@ -45,13 +45,15 @@ def purchase(env, ep: dict) -> tuple[dict, dict, str | None] | None:
             for opt_name, values in shop.catalogue.by_asin[asin].get("options", {}).items():
                 if name in values:
                     options[opt_name] = name
+    info = {"unreconstructed": True}
+    if asin is not None:
+        reward, scored = shop.reward_fn(shop.catalogue.by_asin[asin], goal, shop.catalogue.prices.get(asin), options)
+        if abs(reward - ep["reward"]) < 1e-9:
+            info = scored
     stored = ep["trajectory"].get("reward_info") or {}
-    if "r_type" in stored:
-        return stored, options, asin
-    if asin is None:
-        return {"unreconstructed": True}, options, asin
-    reward, info = shop.reward_fn(shop.catalogue.by_asin[asin], goal, shop.catalogue.prices.get(asin), options)
-    return (info if abs(reward - ep["reward"]) < 1e-9 else {"unreconstructed": True}), options, asin
+    if "r_type" in stored:  # the env's own; the rebuilt product is used only when it scores the stored reward
+        return stored, options, None if info.get("unreconstructed") else asin
+    return info, options, asin
 
 
 def best_options_win(env, asin: str) -> bool:
@@ -98,8 +100,9 @@ def tally(store: Path, env) -> Counter:
 
 def main(stores):
     env = make("hero_gym/WebShop-v0", split="test", max_turns=8, **EK)
-    keys = ["episodes", "purchases", "unreconstructed", "success", "an option clicked", "type short", "attributes short",
-            "options short", "price short", "only type", "only attributes", "only options", "only price", "a success with its best options"]
+    keys = ["episodes", "purchases", "unreconstructed", "success", "an option clicked", "type short",
+            "attributes short", "options short", "price short", "only type", "only attributes", "only options",
+            "only price", "a success with its best options"]
     print("| store | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for s in map(Path, stores):
