@@ -13,24 +13,26 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from hero_gym.records import RunStore
 from hero_gym.registry import make
+from hero_gym.types import EpisodeRecord
 
 HERE = Path(__file__).parent
 EK = json.loads((HERE / "env_kwargs.json").read_text())
 
 
-def purchase(env, ep: dict) -> tuple[dict, dict, str | None] | None:
+def purchase(env, ep: EpisodeRecord) -> tuple[dict, dict, str | None] | None:
     """(reward_info, options clicked on the bought product, its ASIN) of a purchase; None when the episode bought
     nothing.
     The stored actions are cut to 200 characters (collect_runs), so long searches cannot be replayed; the purchase
     can: the last product opened and the options clicked on it since, scored by the env's own reward function
     against the episode's goal. Records collected since session 8 hold the env's reward_info itself."""
-    if ep["termination_reason"] != "purchase":
+    if ep.termination_reason != "purchase":
         return None
-    env.reset(seed=ep["seed"], options={"task_index": ep["task"]})
+    env.reset(seed=ep.seed, options={"task_index": ep.task})
     shop, goal = env.unwrapped.shop, env.unwrapped.goal
     asin, options = None, {}
-    for turn in ep["trajectory"]["turns"]:
+    for turn in ep.trajectory["turns"]:
         a = turn["action"]
         if turn["invalid"]:
             continue
@@ -48,9 +50,9 @@ def purchase(env, ep: dict) -> tuple[dict, dict, str | None] | None:
     info = {"unreconstructed": True}
     if asin is not None:
         reward, scored = shop.reward_fn(shop.catalogue.by_asin[asin], goal, shop.catalogue.prices.get(asin), options)
-        if abs(reward - ep["reward"]) < 1e-9:
+        if abs(reward - ep.reward) < 1e-9:
             info = scored
-    stored = ep["trajectory"].get("reward_info") or {}
+    stored = ep.trajectory.get("reward_info") or {}
     if "r_type" in stored:  # the env's own; the rebuilt product is used only when it scores the stored reward
         return stored, options, None if info.get("unreconstructed") else asin
     return info, options, asin
@@ -75,7 +77,8 @@ def short_parts(ri: dict) -> list[str]:
 
 
 def tally(store: Path, env) -> Counter:
-    eps = [json.loads(line) for line in (store / "episodes.jsonl").read_text().splitlines() if line.strip()]
+    # RunStore: one record per (task, attempt), a retried error replaced by its result
+    eps = [ep for ep in RunStore(store).load() if ep.error is None]
     c = Counter(episodes=len(eps))
     for ep in eps:
         got = purchase(env, ep)
@@ -86,7 +89,7 @@ def tally(store: Path, env) -> Counter:
         if ri.get("unreconstructed"):
             c["unreconstructed"] += 1
             continue
-        c["success"] += ep["success"]
+        c["success"] += ep.success
         c["an option clicked"] += bool(clicked)
         short = short_parts(ri)
         for part in short:
