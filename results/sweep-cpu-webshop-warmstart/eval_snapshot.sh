@@ -24,7 +24,7 @@ fi
 m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
 EK=$(cat $RES/env_kwargs.json)
 echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
-.venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model $RUNS/warmstart-sft/model --group-size 2 \
+.venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model ${WARM:-$RUNS/warmstart-sft}/model --group-size 2 \
   --tasks-per-step 2 --steps $STEP --lr $LR --eval-every 0 --set reflect_mode=per_turn \
   --set demo_source=sibling_then_oracle --set export_model=false "${GC[@]}" \
   --env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}" --set prefix_cache_mb=3072 \

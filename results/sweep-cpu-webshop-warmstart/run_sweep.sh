@@ -23,7 +23,8 @@ RES=results/sweep-cpu-webshop-warmstart
 # sweep-lr1e-5 -> lr1e-5/. (The lr 1e-4 run full-demo-B4-s0 of session 3 ran into $RUNS/sweep and its records are
 # in $RES/full-demo-B4-s0.)
 EK=$(cat $RES/env_kwargs.json)
-WARM=$RUNS/warmstart-sft
+WARM=${WARM:-$RUNS/warmstart-sft}  # session 9's wider warm start: WARM=$RUNS/warmstart-sft16 WS_TASKS=16
+WS_TASKS=${WS_TASKS:-4}  # demonstrations per warm-start step (10 steps)
 WARMOUT=${WARMOUT:-$RES}  # where the warm start's records go (session 3's Base row is $RES/warmstart-sft)
 # Shared by every run: env settings, generation cap, evaluation set (test goals 0-49, mean@4, 8 turns) decoded
 # from a bf16 copy of the weights. The prefix cache must hold every live conversation (SmolLM2 in bf16: 23 KB per
@@ -57,11 +58,18 @@ step() {  # step NAME COMMAND...: run, time, log
 
 job() {
   case $1 in
-    warmstart|base)  # behaviour cloning on oracle demonstrations of the train split (10 steps x 4 tasks, lr 1e-4),
-                     # exported to $WARM/model; its evaluation (eval/final) is the Base row
-      step $1 $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step 4 --steps 10 --lr 1e-4 \
-          "${COMMON[@]}" --out $WARM &&
+    warmstart|base)  # behaviour cloning on oracle demonstrations of the train split (10 steps x $WS_TASKS tasks,
+                     # lr 1e-4), exported to $WARM/model; its evaluation (eval/final) is the Base row. WS_EXTRA="--set
+                     # eval_split=null" trains only, leaving the Base row to base@GOALS jobs in two lanes.
+      step $1 $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step $WS_TASKS --steps 10 --lr 1e-4 \
+          "${COMMON[@]}" ${WS_EXTRA:-} --out $WARM &&
       $PY -m hero_gym.benchmarks.collect_runs $WARM --out $WARMOUT ;;
+    base@*)  # base@0-24: the Base row over those test goals (mean@4), from a copy of the trained warm start resumed
+             # with nothing left to train, into $WARM-eval-0-24; merge_stores.py joins the parts
+      local goals=${1#base@} snap=$WARM-eval-${1#base@}
+      [ -d $snap/checkpoint ] || { mkdir -p $snap && cp -r $WARM/checkpoint $WARM/config.json $snap/; } || return 1
+      step $1 $HG train --method sft --model smollm2 --group-size 1 --tasks-per-step $WS_TASKS --steps 10 --lr 1e-4 \
+          "${COMMON[@]}" --eval-tasks $goals --set export_model=false --out $snap ;;
     *-G1)
       local r=${1%-G1} m b s
       m=${r%-B*}; b=${r##*-B}; s=${b#*-s}; b=${b%-s*}
