@@ -3,7 +3,8 @@
 # the command line in order, e.g.
 #   run_sweep.sh base full-demo-B4-s0 sdpo-B4-s0        # lane A
 #   run_sweep.sh hero-B4-s0 grpo-B4-s0                  # lane B, started beside it
-# JOB is `warmstart` (train the warm start), `base` (its evaluation: the sweep's Base row) or METHOD-B<budget>-s<seed>
+# JOB is `warmstart` (train the warm start), `base` (its evaluation: the sweep's Base row), `base@GOALS` (the Base row
+# over some test goals, e.g. base@0-24, to split it over two lanes) or METHOD-B<budget>-s<seed>
 # (optionally with -G1: 4 tasks x 1 rollout per step). Every job resumes from its checkpoint or its stored
 # evaluation episodes: after a kill, run the same lane again. A failed job is retried twice, then the lane stops.
 # Each finished job's records are copied (slimmed, no weights) into this folder by collect_runs; wall times go to
