@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from hero_gym.agents.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from hero_gym.agents.context import TurnItem
+from hero_gym.agents.context import TurnItem, student_context
 from hero_gym.agents.distributed import STRATEGIES, DataParallel, reduce_stats
 from hero_gym.registry import get_spec
 from hero_gym.types import Trajectory
@@ -471,6 +471,15 @@ class Trainer:
         if self.config.student_pass != "trajectory" or not turns:
             return False
         return traj.turn_spans()[max(turns)][1] <= self.config.max_context_tokens
+
+    def student_ids(self, traj: Trajectory, turn: int) -> list[int]:
+        """The student's context of `turn` under max_context_tokens (hero_gym.agents.context). A context the cap cut
+        is not the one the sampler saw, so its log-probs differ from the rollout's: counted as
+        truncated_context_turns (logged as total_truncated_context_turns) so a run can tell its cap is too small."""
+        ids = student_context(traj, turn, self.config.max_context_tokens)
+        if len(ids) < traj.turn_spans()[turn][0]:
+            self.count("truncated_context_turns")
+        return ids
 
     def split_by_pass(
         self, trajs: list[Trajectory], items: list[TurnItem]

@@ -23,7 +23,7 @@ import torch
 
 from hero_gym.agents.base import Trainer
 from hero_gym.agents.ema import ema_update, rounding_generator
-from hero_gym.agents.context import TeacherContextBuilder, TurnItem, student_context
+from hero_gym.agents.context import TeacherContextBuilder, TurnItem
 from hero_gym.agents.credit_log import CreditLog
 from hero_gym.agents.losses import token_divergence
 from hero_gym.agents.policy_gradient import PGConfig, PolicyGradient
@@ -143,7 +143,7 @@ class SelfDistillTrainer(Trainer):
                     if block is None:
                         self.count("turns_without_block")
                         continue
-                    s_ids = student_context(traj, t, self.config.max_context_tokens)
+                    s_ids = self.student_ids(traj, t)
                     items.append(TurnItem(k, t, s_ids, list(turn.action_token_ids),
                                           self.teacher_builder.build(s_ids, block), extra={"block": block}))
                 k += 1

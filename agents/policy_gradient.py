@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hero_gym.agents.context import TurnItem, student_context
+from hero_gym.agents.context import TurnItem
 from hero_gym.agents.losses import group_advantages, pg_token_losses
 from hero_gym.agents.scoring import action_logits, chunks, token_logprobs, trajectory_action_logits
 from hero_gym.types import Trajectory
@@ -122,8 +122,7 @@ class PolicyGradient:
 
     def turn_items(self, trajs: list[Trajectory], adv: torch.Tensor) -> list[TurnItem]:
         """One item per agent turn with action tokens, weight = its trajectory's advantage."""
-        cap = self.trainer.config.max_context_tokens
-        return [TurnItem(k, i, student_context(tr, i, cap), list(turn.action_token_ids), weight=float(adv[k]))
+        return [TurnItem(k, i, self.trainer.student_ids(tr, i), list(turn.action_token_ids), weight=float(adv[k]))
                 for k, tr in enumerate(trajs) for i, turn in enumerate(tr.turns) if turn.action_token_ids]
 
     def active(self, items: list[TurnItem]) -> list[TurnItem]:

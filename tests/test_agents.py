@@ -267,6 +267,12 @@ def test_student_pass_trajectory_equals_per_turn(tmp_path, method):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-3, atol=1e-6)
     c.batch_loss(groups, 1.0)  # mixed: long trajectories fall back to per-turn, truncated contexts
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in c.model.parameters())
+    # a context the cap cut is counted (its log-probs are not the sampler's); uncut ones are not
+    assert a.counters.get("truncated_context_turns", 0) == b.counters.get("truncated_context_turns", 0) == 0
+    cap = c.config.max_context_tokens
+    cut = sum(1 for g in groups for t in g for i, turn in enumerate(t.turns)
+              if turn.action_token_ids and t.turn_spans()[i][0] > cap - len(turn.action_token_ids))
+    assert cut >= 1 and c.counters["truncated_context_turns"] == cut
 
 
 def test_trajectory_logits_match_per_turn_logits(tmp_path):
