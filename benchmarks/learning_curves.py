@@ -2,8 +2,9 @@
 
 A training run directory (``hero-gym train --eval-split ... --eval-every N``) holds ``eval/step_NNNNN/`` and
 ``eval/final/`` run stores and ``train_log.jsonl``. For every evaluation point this module reports mean@k with a
-percentile bootstrap over tasks, Wilson and Clopper-Pearson intervals on the episode count (exact for k = 1;
-with k > 1 attempts of one task are not independent, so read the bootstrap), mean turns and the invalid-action
+percentile bootstrap over tasks, Wilson and Clopper-Pearson intervals over tasks (n = tasks, x = the sum of the
+per-task success rates, as ``hero-gym compare`` does: exact for k = 1, conservative for k > 1, since attempts of one
+task are not independent and counting them as trials would narrow the interval), mean turns and the invalid-action
 rate of the evaluation episodes, and the mean reward with its task bootstrap (WebShop's partial-credit score moves
 long before success does); and, against a start point (the warm start's evaluation on the same tasks), the
 task-paired bootstrap interval of the difference in success and in reward. The training log adds what explains a flat curve: loss,
@@ -40,8 +41,8 @@ def invalid_rate(run_dir: str | Path) -> float:
     return bad / total if total else float("nan")
 
 
-def exact_intervals(successes: int, n: int) -> dict:
-    """95% Wilson and Clopper-Pearson intervals of a binomial proportion (episodes as the trials)."""
+def exact_intervals(successes: float, n: int) -> dict:
+    """95% Wilson and Clopper-Pearson intervals of a binomial proportion (tasks as the trials)."""
     if n == 0:
         return {"wilson_lo": np.nan, "wilson_hi": np.nan, "cp_lo": np.nan, "cp_hi": np.nan}
     (wlo, whi), (clo, chi) = wilson_ci(successes, n), clopper_pearson_ci(successes, n)
@@ -61,7 +62,7 @@ def eval_point(store_dir: str | Path, *, n_boot: int = 2000, seed: int = 0, load
     rlo, rhi = bootstrap_ci(t["reward"], n_boot=n_boot, seed=seed)
     return {"tasks": len(t), "k": t.attrs["k"], "episodes": len(df), "successes": int(df["success"].sum()),
             "success": float(t["rate"].mean()), "boot_lo": lo, "boot_hi": hi,
-            **exact_intervals(int(df["success"].sum()), len(df)),
+            **exact_intervals(float(t["rate"].sum()), len(t)),
             "reward": float(t["reward"].mean()), "reward_lo": rlo, "reward_hi": rhi, "turns": float(df["turns"].mean()),
             "invalid_rate": invalid_rate(store_dir),
             "method": df["method"].dropna().iloc[0] if df["method"].notna().any() else None,

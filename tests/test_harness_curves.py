@@ -38,7 +38,8 @@ def test_curve_rows_intervals_and_paired_difference_to_the_start(tmp_path):
     table = lc.curve_table([up, flat], start, n_boot=500).set_index(["run", "step"])
     assert table.loc[("start", 0), "success"] == pytest.approx(0.1)
     assert table.loc[("start", 0), "episodes"] == 20 and table.loc[("start", 0), "successes"] == 2
-    ci = binomtest(2, 20).proportion_ci(method="exact")
+    # the exact intervals count tasks, not episodes (2 attempts of a task are not independent): 1 of 10, not 2 of 20
+    ci = binomtest(1, 10).proportion_ci(method="exact")
     assert (table.loc[("start", 0), "cp_lo"], table.loc[("start", 0), "cp_hi"]) == pytest.approx((ci.low, ci.high))
     assert table.loc[("start", 0), "wilson_lo"] > ci.low  # Wilson is narrower than Clopper-Pearson here
     # the final point of `up` is at the last logged step and clearly above the start; `flat` is not
