@@ -475,7 +475,9 @@ class Trainer:
     def student_ids(self, traj: Trajectory, turn: int) -> list[int]:
         """The student's context of `turn` under max_context_tokens (hero_gym.agents.context). A context the cap cut
         is not the one the sampler saw, so its log-probs differ from the rollout's: counted as
-        truncated_context_turns (logged as total_truncated_context_turns) so a run can tell its cap is too small."""
+        truncated_context_turns (logged as total_truncated_context_turns) so a run can tell its cap is too small.
+        Counted per item built: with rl_coef > 0 a distillation method builds two items per turn, so a cut turn counts
+        twice; read the counter as zero or not."""
         ids = student_context(traj, turn, self.config.max_context_tokens)
         if len(ids) < traj.turn_spans()[turn][0]:
             self.count("truncated_context_turns")
