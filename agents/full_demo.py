@@ -15,6 +15,7 @@ from hero_gym.agents.distill import DistillConfig, SelfDistillTrainer, load_prom
 from hero_gym.types import Trajectory
 
 DEMO_SOURCES = ("sibling", "oracle", "sibling_then_oracle")
+HINT_ALIGNS = ("turn", "page")
 
 
 @dataclass
@@ -37,11 +38,38 @@ class FullDemoConfig(DistillConfig):
     action at this step was: ..."), so the teacher knows where in the demonstration the student stands. Tried
     against Full-Demo's collapse to click[buy now] at lr 1e-4 on SmolLM2-135M: it did not prevent it (a lower
     learning rate did; results/sweep-cpu-webshop-warmstart/README.md)."""
+    demo_hint_align: str = "turn"
+    """How demo_step_hint finds the demonstration's step for student turn t. turn: the demonstration's turn t.
+    page: the first demonstration turn taken from the page the student is on (the same observation text) whose
+    action the student has not already taken on that page; no hint when the demonstration never showed that page.
+    By turn index, the hint named another page's step on most turns of a WebShop run whose student was off the
+    demonstration's path (results/sweep-cpu-webshop-warmstart/README.md, session 11); WebShop's option clicks leave
+    the page text unchanged, so "page" names the option still missing."""
 
     def validate(self, train) -> None:
         super().validate(train)
         if self.demo_source not in DEMO_SOURCES:
             raise ValueError(f"demo_source must be one of {DEMO_SOURCES}, got {self.demo_source!r}")
+        if self.demo_hint_align not in HINT_ALIGNS:
+            raise ValueError(f"demo_hint_align must be one of {HINT_ALIGNS}, got {self.demo_hint_align!r}")
+
+
+def page_before(traj: Trajectory, turn: int) -> str:
+    """The observation the agent acted on at `turn`."""
+    return traj.initial_observation if turn == 0 else traj.turns[turn - 1].observation
+
+
+def page_aligned_step(demo: Trajectory, traj: Trajectory, turn: int) -> int | None:
+    """The demonstration turn for `traj`'s `turn` by page (FullDemoConfig.demo_hint_align = "page"), or None."""
+    page = page_before(traj, turn)
+    taken, k = set(), turn - 1
+    while k >= 0 and page_before(traj, k) == page:  # what the student already did on this page
+        taken.add(traj.turns[k].action)
+        k -= 1
+    for j in range(len(demo.turns)):
+        if page_before(demo, j) == page and demo.turns[j].action not in taken:
+            return j
+    return None
 
 
 class FullDemoTrainer(SelfDistillTrainer):
@@ -116,6 +144,11 @@ class FullDemoTrainer(SelfDistillTrainer):
         if block is None or not self.method_config.demo_step_hint:
             return block
         demo = self._demo_trajs[id(traj)]
+        if self.method_config.demo_hint_align == "page":
+            j = page_aligned_step(demo, traj, turn)
+            if j is None:
+                return block
+            return f"{block}\nIn the worked example, on the page the agent is on now, the next action was: {demo.turns[j].action}"
         if turn < len(demo.turns):
             return f"{block}\nIn the worked example, the action at this step (turn {turn + 1}) was: {demo.turns[turn].action}"
         return f"{block}\nThe worked example had already ended at this step (turn {turn + 1})."

@@ -177,6 +177,48 @@ def test_full_demo_step_hint_names_the_demonstrations_action_at_the_same_turn(tm
                                                                               f"(turn {len(demo.turns) + 1}).")
 
 
+def test_full_demo_page_aligned_hint_names_the_demonstrations_step_on_the_students_page(tmp_path):
+    import copy
+
+    from hero_gym.agents.full_demo import page_aligned_step
+    from hero_gym.types import Trajectory, Turn
+
+    def traj(pages_and_actions):  # [(page the action was taken on, action), ...]; each turn answers the next page
+        pages = [p for p, _ in pages_and_actions] + ["end"]
+        return Trajectory(env_id="e", task_index=0, seed=0, initial_observation=pages[0],
+                          turns=[Turn(index=i, action=a, observation=pages[i + 1])
+                                 for i, (_, a) in enumerate(pages_and_actions)])
+
+    # Option clicks leave the item page's text unchanged (as WebShop's do), so the page repeats.
+    demo = traj([("S", "search[x]"), ("R", "click[p1]"), ("I", "click[xx-large]"), ("I", "click[green]"),
+                 ("I", "click[buy now]")])
+    student = traj([("S", "search[x]"), ("R2", "click[next >]"), ("R", "click[p1]"), ("I", "click[green]"),
+                    ("I", "click[green]"), ("I", "click[xx-large]"), ("I", "click[buy now]")])
+    steps = [page_aligned_step(demo, student, t) for t in range(len(student.turns))]
+    # turn 1: page R2 never shown in the demonstration; turn 3: nothing taken on I yet -> xx-large; turns 4-5:
+    # green taken -> xx-large still missing; turn 6: both taken -> buy now.
+    assert steps == [0, None, 1, 2, 2, 2, 4]
+
+    model, tok = tiny_model()
+    held = {}
+    kw = dict(model=model, tokenizer=tok, rollout_fn=toy_rollout, oracle_fn=lambda traj: held["demo"])
+    hinted = make_trainer(config(tmp_path, "full-demo"), FullDemoConfig(demo_source="oracle", demo_step_hint=True,
+                                                                           demo_hint_align="page"), **kw)
+    groups = hinted.collect(0, 0)
+    held["demo"] = copy.deepcopy(groups[0][0])
+    held["demo"].reward = 1.0
+    held["demo"].turns[0].action = "the demonstration's first action"
+    hinted.prepare_groups(groups)
+    me = groups[0][0]  # the same pages as the demonstration
+    assert hinted.privileged_block(me, 0, groups[0]).endswith("the next action was: the demonstration's first action")
+    other = copy.deepcopy(me)
+    other.initial_observation = "a page the demonstration never showed"
+    hinted._demos[id(other)], hinted._demo_trajs[id(other)] = hinted._demos[id(me)], held["demo"]
+    assert hinted.privileged_block(other, 0, groups[0]) == hinted._demos[id(me)]
+    with pytest.raises(ValueError, match="demo_hint_align"):
+        FullDemoConfig(demo_hint_align="state").validate(config(tmp_path, "full-demo"))
+
+
 # ----- gradients and loss ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["grpo", "sdpo", "hero"])
 def test_gradient_is_zero_outside_agent_tokens(tmp_path, method):
