@@ -1,7 +1,9 @@
 """How the Full-Demo step hint (demo_step_hint) lines up with the student's turns of a run's training rollouts.
 
-The hint names the demonstration's action at the same turn index. For every distilled turn in credit/step_N.jsonl
-this sorts the student's action against the hint, and sums the turn's per-token loss per class:
+For runs with the turn-index hint (demo_hint_align=turn): the hint names the demonstration's action at the same turn
+index. For every distilled turn in credit/step_N.jsonl this sorts the student's action against the hint, and sums
+the turn's per-token loss per class (a teacher block with neither that hint nor its "already ended" line is counted
+as "no turn-index hint", so a run without it shows up as such):
 
     python results/sweep-cpu-webshop-warmstart/hint_alignment.py RUN [RUN ...]
 """
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 HINT = re.compile(r"the action at this step \(turn \d+\) was: (.*)$")
+ENDED = "The worked example had already ended at this step"
 
 
 def classify(action: str, hint: str | None, actions: list[str], before: list[str], invalid: bool) -> str:
@@ -42,8 +45,12 @@ for run in map(Path, sys.argv[1:]):
             for i, t in enumerate(rec["turns"]):
                 if not t.get("distilled"):
                     continue
-                m = HINT.search(t.get("privileged") or "")
-                k = classify(t["action"], m.group(1).strip() if m else None, actions, actions[:i], t["invalid"])
+                block = t.get("privileged") or ""
+                m = HINT.search(block)
+                if m or ENDED in block:
+                    k = classify(t["action"], m.group(1).strip() if m else None, actions, actions[:i], t["invalid"])
+                else:
+                    k = "no turn-index hint"
                 n[k] += 1
                 loss[k] += sum(t.get("loss") or [])
         parts = ", ".join(f"{k} {n[k]} (loss {loss[k] / n[k]:.2f})" for k in sorted(n, key=lambda k: -n[k]))
