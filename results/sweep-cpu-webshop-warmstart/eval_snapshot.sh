@@ -6,6 +6,8 @@
 # With TASKS K PART (e.g. 0-34 4 a): evaluate only those test goals, K attempts each, into snap-step<STEP>-<PART>/ and
 # stop there; merge_stores.py joins the parts of one evaluation (two lanes share the final mean@4 of one run). An
 # episode's seed depends only on (run seed, goal, attempt), so the parts hold the episodes one process would run.
+# G and TPS: the run's group size and tasks per step when they are not the sweep's 2 and 2 (a resumed checkpoint
+# must share them), e.g. G=4 TPS=1 for a run trained with EXTRA="--group-size 4 --tasks-per-step 1".
 set -u
 cd "$(dirname "$0")/../.."
 RUN=$1; STEP=$2; TASKS=${3:-0-49}; K=${4:-1}; PART=${5:-}
@@ -24,8 +26,8 @@ fi
 m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
 EK=$(cat $RES/env_kwargs.json)
 echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K (git $(git rev-parse --short HEAD))" >> $RES/wall_times.log
-.venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model ${WARM:-$RUNS/warmstart-sft}/model --group-size 2 \
-  --tasks-per-step 2 --steps $STEP --lr $LR --eval-every 0 --set reflect_mode=per_turn \
+.venv/bin/hero-gym sweep --methods $m --budgets $b --seeds $s --model ${WARM:-$RUNS/warmstart-sft}/model --group-size ${G:-2} \
+  --tasks-per-step ${TPS:-2} --steps $STEP --lr $LR --eval-every 0 --set reflect_mode=per_turn \
   --set demo_source=sibling_then_oracle --set export_model=false "${GC[@]}" \
   --env hero_gym/WebShop-v0 --split train --max-new-tokens 64 "${PRECARGS[@]}" --set prefix_cache_mb=3072 \
   --set rollout_batch_size=16 --set "env_kwargs=$EK" \
