@@ -8,9 +8,12 @@ task are not independent and counting them as trials would narrow the interval),
 rate of the evaluation episodes, and the mean reward with its task bootstrap (WebShop's partial-credit score moves
 long before success does); and, against a start point (the warm start's evaluation on the same tasks), the
 task-paired bootstrap interval of the difference in success and in reward. The training log adds what explains a flat curve: loss,
-gradient norm, rollout success and the method's own counters.
+gradient norm, rollout success and the method's own counters. With ``--pool``, the final points of runs that differ
+only in their seed (``grpo-B8-s0``, ``grpo-B8-s1``, ...) are also pooled into one row per configuration (see
+:func:`pooled_table`).
 
     python -m hero_gym.benchmarks.learning_curves RUN_DIR... --start START_EVAL_DIR --md curves.md --png curves.png
+    python -m hero_gym.benchmarks.learning_curves RUN_DIR... --start START_EVAL_DIR --pool --md curves.md
     python -m hero_gym.benchmarks.learning_curves RUN_DIR... --costs costs.md   # s/step, CPU s, RSS, tokens/s
 """
 
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hero_gym.benchmarks.compare import mcnemar_exact
 from hero_gym.benchmarks.stats import bootstrap_ci, clopper_pearson_ci, per_task, wilson_ci
 from hero_gym.records import RunStore, load_frame
 
@@ -100,6 +105,44 @@ def curve_table(run_dirs, start: str | Path | None = None, *, n_boot: int = 2000
                     row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
             rows.append(row)
     return pd.DataFrame(rows).drop_duplicates(["run", "step"], keep="last")
+
+
+def pooled_table(run_dirs, start: str | Path, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per configuration: the final evaluations of runs named ``<config>-s<seed>`` pooled over their seeds.
+
+    Per task, each seed's success rate and mean reward are averaged over the seeds, and the start point's are
+    subtracted; the interval is a percentile bootstrap over tasks of that seed-averaged difference, so it holds the
+    seeds fixed (the per-seed differences, beside it, show how far seeds disagree). wins_tasks / losses_tasks count
+    the tasks whose seed-averaged success rose / fell, with the exact sign test over them. Only tasks evaluated by
+    the start point and by every seed are pooled.
+    """
+    groups: dict[str, list[Path]] = {}
+    for d in map(Path, run_dirs):
+        if (d / "eval" / "final").is_dir():
+            groups.setdefault(re.sub(r"-s\d+$", "", d.name), []).append(d)
+    if not groups:
+        raise ValueError("no run has a final evaluation (eval/final) to pool")
+    start_t = _load(start)[1]
+    rows = []
+    for config, dirs in groups.items():
+        tables = [_load(d / "eval" / "final")[1] for d in dirs]
+        tasks = start_t.index
+        for t in tables:
+            tasks = tasks.intersection(t.index)
+        row = {"config": config, "seeds": len(dirs), "tasks": len(tasks)}
+        for col, name in (("rate", "diff"), ("reward", "reward_diff")):
+            per_seed = pd.concat([t.loc[tasks, col] for t in tables], axis=1)
+            diff = per_seed.mean(axis=1) - start_t.loc[tasks, col]
+            row["success" if col == "rate" else "reward"] = float(per_seed.mean(axis=1).mean())
+            row[name] = float(diff.mean())
+            row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+            row[f"{name}_per_seed"] = " ".join(f"{v:+.3f}" for v in (per_seed.sub(start_t.loc[tasks, col], axis=0)
+                                                                       .mean(axis=0)))
+            if col == "rate":
+                row["wins_tasks"], row["losses_tasks"] = int((diff > 0).sum()), int((diff < 0).sum())
+                row["sign_test_p"] = mcnemar_exact(row["wins_tasks"], row["losses_tasks"])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def log_table(run_dir: str | Path) -> pd.DataFrame:
@@ -183,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", default=None, help="run store of the start point's evaluation (same tasks)")
     p.add_argument("--md", default=None, help="write the table (and each run's training log) as markdown")
     p.add_argument("--png", default=None, help="write the plot")
+    p.add_argument("--pool", action="store_true", help="also pool the final points of runs that differ only in "
+                                                           "their seed (NAME-sN), against --start")
     p.add_argument("--costs", default=None, help="write the per-run cost table (s/step, CPU s, RSS, tokens/s)")
     args = p.parse_args(argv)
     if args.costs:
@@ -193,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = to_markdown(table)
+    if args.pool:
+        if args.start is None:
+            print("error: --pool needs --start", file=sys.stderr)
+            return 2
+        pooled = pooled_table(args.runs, args.start)
+        text += ("\n\nFinal points pooled over seeds (task bootstrap of the seed-averaged difference from the start;"
+                 " per_seed: each seed's own difference):\n\n" + pooled.to_markdown(index=False, floatfmt=".3f"))
     for d in args.runs:
         if (Path(d) / "train_log.jsonl").is_file():
             lt = log_table(d)

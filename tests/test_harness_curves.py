@@ -70,6 +70,35 @@ def test_reward_and_its_paired_difference_move_without_success(tmp_path):
     assert "reward_diff_lo" in md
 
 
+def test_seeds_pool_into_one_row_per_configuration(tmp_path):
+    # Three seeds of one configuration raise reward by 0.0, 0.1 and 0.2 on every task; seed 2 also solves tasks 0-3
+    # every time. A run of another configuration and a run without a final evaluation must not join the group.
+    n = 20
+    start = make_run(tmp_path / "start", {t: [False] * 2 for t in range(n)}, reward=lambda t, a: 0.3).dir
+    for s, up in enumerate((0.0, 0.1, 0.2)):
+        make_run(tmp_path / f"m-B8-s{s}" / "eval" / "final", {t: [s == 2 and t < 4] * 2 for t in range(n)},
+                 method="m", train_budget=8, reward=lambda t, a, up=up: 0.3 + up)
+    make_run(tmp_path / "m-B4-s0" / "eval" / "final", {t: [False] * 2 for t in range(n)}, method="m", train_budget=4,
+             reward=lambda t, a: 0.0)
+    (tmp_path / "m-B8-s3" / "eval").mkdir(parents=True)  # not evaluated yet
+    runs = [tmp_path / r for r in ("m-B8-s0", "m-B8-s1", "m-B8-s2", "m-B8-s3", "m-B4-s0")]
+    table = lc.pooled_table(runs, start, n_boot=500).set_index("config")
+    assert sorted(table.index) == ["m-B4", "m-B8"]
+    row = table.loc["m-B8"]
+    assert row["seeds"] == 3 and row["tasks"] == n
+    assert row["reward_diff"] == pytest.approx(0.1)
+    assert row["reward_diff_per_seed"] == "+0.000 +0.100 +0.200"
+    assert row["diff"] == pytest.approx(4 / 3 / n) and row["success"] == pytest.approx(4 / 3 / n)
+    assert row["diff_per_seed"] == "+0.000 +0.000 +0.200"
+    assert row["wins_tasks"] == 4 and row["losses_tasks"] == 0 and row["sign_test_p"] == pytest.approx(0.125)
+    assert row["diff_lo"] >= 0 and row["diff_hi"] > row["diff"]
+    assert table.loc["m-B4", "reward_diff"] == pytest.approx(-0.3) and table.loc["m-B4", "seeds"] == 1
+    # the CLI appends the pooled table, and --pool without a start point is a clear error
+    assert lc.main([*map(str, runs[:3]), "--start", str(start), "--pool", "--md", str(tmp_path / "p.md")]) == 0
+    assert "pooled over seeds" in (tmp_path / "p.md").read_text() and "| m-B8 " in (tmp_path / "p.md").read_text()
+    assert lc.main([*map(str, runs[:3]), "--pool"]) == 2
+
+
 def test_cli_writes_table_log_and_plot(tmp_path, capsys):
     start = make_run(tmp_path / "start", {t: [False] for t in range(4)}).dir
     run = training_run(tmp_path, "r", before=False, after=True, tasks=4)
