@@ -107,6 +107,33 @@ def curve_table(run_dirs, start: str | Path | None = None, *, n_boot: int = 2000
     return pd.DataFrame(rows).drop_duplicates(["run", "step"], keep="last")
 
 
+def _settings(d: Path) -> dict | None:
+    """A run's config.json flattened, without what differs between seeds of one configuration."""
+    f = d / "config.json"
+    if not f.is_file():
+        return None
+    out = {}
+
+    def walk(x, prefix):
+        for k, v in x.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            elif k not in ("seed", "out_dir"):
+                out[prefix + k] = v
+    walk(json.loads(f.read_text()), "")
+    return out
+
+
+def _check_same_config(config: str, dirs: list[Path]) -> None:
+    known = [(d, c) for d in dirs if (c := _settings(d)) is not None]
+    for d, c in known[1:]:
+        ref_dir, ref = known[0]
+        differ = sorted(k for k in ref.keys() | c.keys() if ref.get(k) != c.get(k))
+        if differ:
+            raise ValueError(f"{ref_dir} and {d} are both {config}-s* but their config.json differ in {differ[:5]}: "
+                             "not seeds of one configuration")
+
+
 def pooled_table(run_dirs, start: str | Path, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per configuration: the final evaluations of runs named ``<config>-s<seed>`` pooled over their seeds.
 
@@ -114,7 +141,8 @@ def pooled_table(run_dirs, start: str | Path, *, n_boot: int = 2000, seed: int =
     subtracted; the interval is a percentile bootstrap over tasks of that seed-averaged difference, so it holds the
     seeds fixed (the per-seed differences, beside it, show how far seeds disagree). wins_tasks / losses_tasks count
     the tasks whose seed-averaged success rose / fell, with the exact sign test over them. Only tasks evaluated by
-    the start point and by every seed are pooled.
+    the start point and by every seed are pooled. Runs of one name whose ``config.json`` differ in anything but the
+    seed and the output folder (two sweeps' ``grpo-B8-s0``, say) are an error, not seeds.
     """
     groups: dict[str, list[Path]] = {}
     for d in map(Path, run_dirs):
@@ -125,6 +153,7 @@ def pooled_table(run_dirs, start: str | Path, *, n_boot: int = 2000, seed: int =
     start_t = _load(start)[1]
     rows = []
     for config, dirs in groups.items():
+        _check_same_config(config, dirs)
         tables = [_load(d / "eval" / "final")[1] for d in dirs]
         tasks = start_t.index
         for t in tables:

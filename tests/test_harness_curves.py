@@ -97,6 +97,14 @@ def test_seeds_pool_into_one_row_per_configuration(tmp_path):
     assert lc.main([*map(str, runs[:3]), "--start", str(start), "--pool", "--md", str(tmp_path / "p.md")]) == 0
     assert "pooled over seeds" in (tmp_path / "p.md").read_text() and "| m-B8 " in (tmp_path / "p.md").read_text()
     assert lc.main([*map(str, runs[:3]), "--pool"]) == 2
+    # runs of one name from two sweeps are not seeds of one configuration
+    for s, lr in ((0, 1e-5), (1, 1e-5), (2, 1e-4)):
+        (tmp_path / f"m-B8-s{s}" / "config.json").write_text(json.dumps({"train": {"seed": s, "lr": lr,
+                                                                                     "out_dir": f"o/{s}"}}))
+    with pytest.raises(ValueError, match=r"differ in \['train.lr'\]"):
+        lc.pooled_table(runs, start)
+    (tmp_path / "m-B8-s2" / "config.json").write_text(json.dumps({"train": {"seed": 2, "lr": 1e-5, "out_dir": "o/2"}}))
+    assert lc.pooled_table(runs, start, n_boot=100).set_index("config").loc["m-B8", "seeds"] == 3
 
 
 def test_cli_writes_table_log_and_plot(tmp_path, capsys):
