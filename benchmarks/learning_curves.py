@@ -126,8 +126,10 @@ def _settings(d: Path) -> dict | None:
 
 def _check_same_config(config: str, dirs: list[Path]) -> None:
     known = [(d, c) for d in dirs if (c := _settings(d)) is not None]
+    if not known:
+        return
+    ref_dir, ref = known[0]
     for d, c in known[1:]:
-        ref_dir, ref = known[0]
         differ = sorted(k for k in ref.keys() | c.keys() if ref.get(k) != c.get(k))
         if differ:
             raise ValueError(f"{ref_dir} and {d} are both {config}-s* but their config.json differ in {differ[:5]}: "
@@ -161,8 +163,9 @@ def pooled_table(run_dirs, start: str | Path, *, n_boot: int = 2000, seed: int =
         row = {"config": config, "seeds": len(dirs), "tasks": len(tasks)}
         for col, name in (("rate", "diff"), ("reward", "reward_diff")):
             per_seed = pd.concat([t.loc[tasks, col] for t in tables], axis=1)
-            diff = per_seed.mean(axis=1) - start_t.loc[tasks, col]
-            row["success" if col == "rate" else "reward"] = float(per_seed.mean(axis=1).mean())
+            seed_mean = per_seed.mean(axis=1)
+            diff = seed_mean - start_t.loc[tasks, col]
+            row["success" if col == "rate" else "reward"] = float(seed_mean.mean())
             row[name] = float(diff.mean())
             row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
             row[f"{name}_per_seed"] = " ".join(f"{v:+.3f}" for v in (per_seed.sub(start_t.loc[tasks, col], axis=0)
@@ -259,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            "their seed (NAME-sN), against --start")
     p.add_argument("--costs", default=None, help="write the per-run cost table (s/step, CPU s, RSS, tokens/s)")
     args = p.parse_args(argv)
+    if args.pool and args.start is None:
+        print("error: --pool needs --start", file=sys.stderr)
+        return 2
     if args.costs:
         Path(args.costs).write_text(cost_table(args.runs).to_markdown(index=False, floatfmt=".4g") + "\n")
     try:
@@ -268,9 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = to_markdown(table)
     if args.pool:
-        if args.start is None:
-            print("error: --pool needs --start", file=sys.stderr)
-            return 2
         pooled = pooled_table(args.runs, args.start)
         text += ("\n\nFinal points pooled over seeds (task bootstrap of the seed-averaged difference from the start;"
                  " per_seed: each seed's own difference):\n\n" + pooled.to_markdown(index=False, floatfmt=".3f"))
