@@ -1,7 +1,7 @@
 """The clipped policy-gradient term: all of GRPO's loss, and the optional RL term of the distillation methods.
 
-Advantages are group-relative outcome rewards: every agent token of a trajectory gets its trajectory's advantage,
-observation tokens get nothing. The surrogate is PPO's clipped ratio r = pi_theta / pi_old per token, where
+Advantages are group-relative outcome rewards (the env reward, plus ``success_bonus`` on a successful episode):
+every agent token of a trajectory gets its trajectory's advantage, observation tokens get nothing. The surrogate is PPO's clipped ratio r = pi_theta / pi_old per token, where
 pi_old is the policy that sampled the batch, read one of two ways (``old_logprobs``):
 
 - ``rollout``: the log-probs the sampler recorded for each sampled token (``Turn.action_logprobs``), i.e. the
@@ -24,6 +24,7 @@ trajectories that have agent tokens.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -44,6 +45,10 @@ class PGConfig:
 
     normalize_std: bool = True
     """Divide advantages by the group's reward std (Dr.GRPO / SDPO's baseline turn this off)."""
+    success_bonus: float = 0.0
+    """Added to the env reward of a successful episode before the group advantages (0 = the env reward as is).
+    WebShop pays partial reward for a purchase that misses the goal's options, so a group's contrast is mostly
+    "bought vs ran out of turns"; a bonus makes a full success stand out from a partial purchase."""
     clip_low: float = 0.2
     """Lower clip range of the ratio (1 - clip_low)."""
     clip_high: float = 0.28
@@ -65,6 +70,8 @@ class PGConfig:
             raise ValueError(f"loss_agg must be one of {LOSS_AGGS}, got {self.loss_agg!r}")
         if self.old_logprobs not in OLD_LOGPROBS:
             raise ValueError(f"old_logprobs must be one of {OLD_LOGPROBS}, got {self.old_logprobs!r}")
+        if not (math.isfinite(self.success_bonus) and self.success_bonus >= 0):
+            raise ValueError(f"success_bonus must be a finite number >= 0, got {self.success_bonus}")
         if self.clip_low < 0 or self.clip_high < 0:
             raise ValueError(f"clip_low and clip_high must be >= 0, got {self.clip_low}, {self.clip_high}")
         if self.tis_cap is not None and not self.tis_cap > 0:
@@ -110,15 +117,20 @@ class PolicyGradient:
         """Group-relative advantages (flat, group by group) and the number of groups with no reward contrast.
 
         Warns once per run when a whole batch has no contrast (every advantage 0: the term has no signal)."""
-        adv = group_advantages([t.reward for g in groups for t in g], self.trainer.config.group_size,
+        shaped = [[self.shaped_reward(t) for t in g] for g in groups]
+        adv = group_advantages([r for g in shaped for r in g], self.trainer.config.group_size,
                                self.config.normalize_std, on_single="zero")
-        zero = sum(1 for g in groups if max(t.reward for t in g) == min(t.reward for t in g))
+        zero = sum(1 for g in shaped if max(g) == min(g))
         if groups and zero == len(groups) and not self.warned_no_signal:
             self.warned_no_signal = True
             warnings.warn(f"{self.name}: every group of this batch has equal rewards, so every advantage is 0 and the "
                           "policy gradient has no signal (logged per step as zero_adv_groups; warned once)",
                           RuntimeWarning, stacklevel=2)
         return adv, zero
+
+    def shaped_reward(self, traj: Trajectory) -> float:
+        """The reward the advantages see: the env's, plus success_bonus when the episode succeeded."""
+        return traj.reward + (self.config.success_bonus if traj.success else 0.0)
 
     def turn_items(self, trajs: list[Trajectory], adv: torch.Tensor) -> list[TurnItem]:
         """One item per agent turn with action tokens, weight = its trajectory's advantage."""

@@ -127,6 +127,21 @@ def test_loss_aggregation_divides_by_the_promised_counts(tmp_path, agg):
         torch.testing.assert_close(g, p.grad, rtol=1e-3, atol=1e-7)
 
 
+def test_success_bonus_lifts_successful_episodes_only(tmp_path):
+    tr = build(tmp_path, "grpo", mc=GRPOConfig(success_bonus=2.0, normalize_std=False))
+    groups = contrast_groups(tr)
+    (a, b), (c, d) = groups[0], groups[1]
+    a.reward, a.success, b.reward, b.success = 1.0, True, 0.5, False  # a full success beside a partial purchase
+    c.reward, c.success, d.reward, d.success = 0.5, False, 0.5, True  # equal env rewards, only one a success
+    adv, zero = tr.pg.advantages(groups)
+    assert adv.tolist() == pytest.approx([1.25, -1.25, -1.0, 1.0])  # (3.0 vs 0.5) and (0.5 vs 2.5), halved
+    assert zero == 0  # the bonus gave the second group its contrast
+    d.success = False
+    assert tr.pg.advantages(groups)[1] == 1
+    plain = build(tmp_path / "plain", "grpo", mc=GRPOConfig(normalize_std=False))
+    assert plain.pg.advantages(groups)[0].tolist() == pytest.approx([0.25, -0.25, 0.0, 0.0])
+
+
 def test_truncated_importance_weights_correct_for_the_sampler(tmp_path):
     cap = 1.5
     tr = build(tmp_path, "grpo", mc=GRPOConfig(tis_cap=cap, loss_agg="token-mean"))
@@ -155,6 +170,7 @@ def test_truncated_importance_weights_correct_for_the_sampler(tmp_path):
     ({"ppo_epochs": 0}, "ppo_epochs"), ({"mini_batch_size": 0}, "mini_batch_size"), ({"loss_agg": "sum"}, "loss_agg"),
     ({"old_logprobs": "new"}, "old_logprobs"), ({"tis_cap": -1.0}, "tis_cap"),
     ({"old_logprobs": "rollout", "tis_cap": 2.0}, "recompute"), ({"clip_low": -0.1}, "clip"),
+    ({"success_bonus": -1.0}, "success_bonus"), ({"success_bonus": float("nan")}, "success_bonus"),
 ])
 def test_bad_grpo_settings_raise(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
