@@ -1,7 +1,7 @@
 """How far the Full-Demo self-teacher's page-aligned hint moves it towards the hinted action (session 13).
 
 Rebuilds a Full-Demo run's trainer from its config.json (the Base as student and teacher: step 0's weights), draws
-the rollouts of its first STEPS steps with the run's seed (step 1's are the run's own step-1 rollouts, checked
+the rollouts of its first STEPS steps (default 1) with the run's seed (step 1's are the run's own step-1 rollouts, checked
 against its credit log), and for every turn whose page-aligned hint names an action other than the student's,
 scores both actions under three contexts:
 
@@ -14,6 +14,9 @@ action is the more likely one, and at the first token where the two actions diff
 one's token. A teacher that reads its hint puts most of that token's mass on the hint's token under T:
 
     OMP_NUM_THREADS=1 python results/sweep-cpu-webshop-warmstart/teacher_probe.py RUN_DIR [STEPS] > OUT.txt
+
+Scoring runs under the trainer's autocast (bf16 on a CPU with native bf16, as the run's teacher scored). A turn's
+three contexts of up to ~5,000 tokens make this slow beside two evaluation lanes: about 20 minutes for step 1.
 """
 import dataclasses
 import json
@@ -82,7 +85,7 @@ def main(run: str, steps: int = 3) -> None:
                     if list(tr.tokenizer.encode(turn.action, add_special_tokens=False)) + [eos] != b:
                         continue  # an action whose text does not re-tokenise to the sampled ids
                     s_ids = tr.student_ids(traj, t)
-                    with torch.no_grad():
+                    with torch.no_grad(), tr.autocast():
                         res = {name: seq_scores(tr, ctx, a, b) for name, ctx in (
                             ("S", s_ids), ("D", tr.teacher_builder.build(s_ids, block)),
                             ("T", tr.teacher_builder.build(s_ids, f"{block}{HINT_LINE}{hint}")))}
@@ -90,6 +93,7 @@ def main(run: str, steps: int = 3) -> None:
                                  "student": turn.action, **{f"{n}_{k}": v for n, r in res.items()
                                                             for k, v in zip(("lp_hint", "lp_student", "p1_hint",
                                                                              "p1_student"), r)}})
+                    print(f"step {step + 1} task {traj.task_index} turn {t + 1} scored", file=sys.stderr, flush=True)
     print(f"run {run}; Base as student and teacher; {steps} steps of rollouts "
           f"(step 1's {checked} episodes equal the run's credit log action for action)")
     print(f"turns whose page-aligned hint names another action than the student's: {len(rows)}\n")
@@ -115,4 +119,4 @@ def main(run: str, steps: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
