@@ -1,8 +1,9 @@
 """The clipped policy-gradient term: all of GRPO's loss, and the optional RL term of the distillation methods.
 
 Advantages are group-relative outcome rewards (the env reward, plus ``success_bonus`` on a successful episode):
-every agent token of a trajectory gets its trajectory's advantage, observation tokens get nothing. The surrogate is PPO's clipped ratio r = pi_theta / pi_old per token, where
-pi_old is the policy that sampled the batch, read one of two ways (``old_logprobs``):
+every agent token of a trajectory gets its trajectory's advantage, observation tokens get nothing. The surrogate
+is PPO's clipped ratio r = pi_theta / pi_old per token, where pi_old is the policy that sampled the batch, read one
+of two ways (``old_logprobs``):
 
 - ``rollout``: the log-probs the sampler recorded for each sampled token (``Turn.action_logprobs``), i.e. the
   behaviour policy itself. Sampler/trainer numerical differences then count as policy change and get clipped. The

@@ -1,8 +1,8 @@
 """How far the Full-Demo self-teacher's page-aligned hint moves it towards the hinted action (session 13).
 
 Rebuilds a Full-Demo run's trainer from its config.json (the Base as student and teacher: step 0's weights), draws
-the rollouts of its first STEPS steps (default 1) with the run's seed (step 1's are the run's own step-1 rollouts, checked
-against its credit log), and for every turn whose page-aligned hint names an action other than the student's,
+the rollouts of its first STEPS steps (default 1) with the run's seed (step 1's are the run's own step-1 rollouts,
+checked against its credit log), and for every turn whose page-aligned hint names an action other than the student's,
 scores both actions under three contexts:
 
 - S: the student's context (what the policy saw);
@@ -31,9 +31,6 @@ from hero_gym.agents.full_demo import FullDemoConfig, FullDemoTrainer, page_alig
 from hero_gym.agents.base import TrainConfig
 from hero_gym.agents.scoring import action_logits
 
-HINT_LINE = "\nIn the worked example, on the page the agent is on now, the next action was: "
-
-
 def seq_scores(tr, ctx: list[int], a: list[int], b: list[int]):
     """Summed log-probs of action ids `a` and `b` after `ctx`, and the two first-difference token probabilities."""
     logits, _, _ = action_logits(tr.model, [ctx, ctx], [a, b], tr.pad_id, tr.config.temperature)
@@ -47,7 +44,7 @@ def seq_scores(tr, ctx: list[int], a: list[int], b: list[int]):
     return out[0], out[1], float(first[a[k]]), float(first[b[k]])
 
 
-def main(run: str, steps: int = 3) -> None:
+def main(run: str, steps: int = 1) -> None:
     conf = json.loads((Path(run) / "config.json").read_text())
     mc = FullDemoConfig(**conf["method_config"])
     if not (mc.demo_step_hint and mc.demo_hint_align == "page"):
@@ -88,7 +85,7 @@ def main(run: str, steps: int = 3) -> None:
                     with torch.no_grad(), tr.autocast():
                         res = {name: seq_scores(tr, ctx, a, b) for name, ctx in (
                             ("S", s_ids), ("D", tr.teacher_builder.build(s_ids, block)),
-                            ("T", tr.teacher_builder.build(s_ids, f"{block}{HINT_LINE}{hint}")))}
+                            ("T", tr.teacher_builder.build(s_ids, tr.privileged_block(traj, t, group))))}
                     rows.append({"step": step + 1, "task": traj.task_index, "turn": t + 1, "hint": hint,
                                  "student": turn.action, **{f"{n}_{k}": v for n, r in res.items()
                                                             for k, v in zip(("lp_hint", "lp_student", "p1_hint",
@@ -115,7 +112,8 @@ def main(run: str, steps: int = 3) -> None:
     print("\nper turn (step, task, turn: hint / student; p of the first differing token under S -> T):")
     for r in rows:
         print(f"  {r['step']} {r['task']} t{r['turn']}: {r['hint']} / {r['student']}; "
-              f"hint {r['S_p1_hint']:.3f} -> {r['T_p1_hint']:.3f}, student {r['S_p1_student']:.3f} -> {r['T_p1_student']:.3f}")
+              f"hint {r['S_p1_hint']:.3f} -> {r['T_p1_hint']:.3f}, "
+              f"student {r['S_p1_student']:.3f} -> {r['T_p1_student']:.3f}")
 
 
 if __name__ == "__main__":
