@@ -267,10 +267,28 @@ def _run_one(args, method: str, budget: int, seed: int, out: str) -> dict:
         from hero_gym.agents.ood_eval import evaluate_out_of_domain
         where = evaluate_out_of_domain(trainer, args.ood_env, args.ood_split, parse_tasks(args.ood_tasks))
         print(f"[{method} B={budget} seed={seed}] out-of-domain evaluation on {args.ood_env}: {where}", flush=True)
-    print(f"[{method} B={budget} seed={seed}] steps {start}->{trainer.step} in {time.perf_counter() - t0:.0f}s; "
-          f"last loss {last.get('loss', float('nan')):.4g}, rollout success {last.get('success_rate', float('nan')):.2f}; "
-          f"run dir {out}", flush=True)
+    print(run_summary(f"{method} B={budget} seed={seed}", start, trainer.step, time.perf_counter() - t0, history, out),
+          flush=True)
     return last
+
+
+def run_summary(name: str, start: int, end: int, seconds: float, history: list[dict], out: str) -> str:
+    """The line a finished training run prints: steps, time, last loss and success, and how many steps had a gradient.
+
+    A run whose every step had a zero gradient (e.g. GRPO where every group's rollouts tie) learned nothing; saying
+    so here spares the user an hour of evaluating what is, up to weight decay, the model it started from.
+    """
+    last = history[-1] if history else {}
+    norms = [h["grad_norm"] for h in history if "grad_norm" in h]
+    moved = sum(1 for g in norms if g > 0)
+    line = (f"[{name}] steps {start}->{end} in {seconds:.0f}s; last loss {last.get('loss', float('nan')):.4g}, "
+            f"rollout success {last.get('success_rate', float('nan')):.2f}; "
+            + (f"steps with a non-zero gradient: {moved} of {len(norms)}; " if norms else "") + f"run dir {out}")
+    if norms and not moved:
+        what = ("this run learned nothing: its weights are the starting model's" if start == 0 else
+                f"steps {start + 1}-{end} learned nothing: the weights are its step-{start} checkpoint's")
+        line += f"\n[{name}] WARNING: no step had a gradient, so {what}, up to weight decay"
+    return line
 
 
 def build_train_parser() -> argparse.ArgumentParser:

@@ -46,10 +46,13 @@ def test_grpo_at_group_size_one_runs_and_says_loudly_it_has_no_signal(tmp_path):
     with pytest.warns(RuntimeWarning, match="group_size=1.*no learning signal"):
         tr = make_trainer(config(tmp_path, "grpo", group_size=1, export_model=False), model=model, tokenizer=tok,
                           rollout_fn=toy_rollout)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once at the start, not again every step
         history = tr.train()
     assert [(h["groups"], h["zero_adv_groups"], h["active_tokens"], h["grad_norm"]) for h in history] == [(2, 2, 0, 0.0)] * 2
+    # No gradient means no update at all, not even weight decay: what `run_summary` tells the user after such a run.
+    assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in before.items())
     log = [json.loads(line) for line in (tmp_path / "grpo" / "train_log.jsonl").read_text().splitlines()]
     assert [r["zero_adv_groups"] for r in log] == [2, 2]
 

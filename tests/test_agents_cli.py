@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hero_gym.agents.cli import _Parser, _add_train_options, build_configs, parse_tasks, sweep_main, train_main
+from hero_gym.agents.cli import (_Parser, _add_train_options, build_configs, parse_tasks, run_summary, sweep_main,
+                                 train_main)
 
 BASE = ["--env", "hero_gym/WebShop-v0", "--model", "tiny", "--tasks", "0-2", "--group-size", "2", "--tasks-per-step",
         "1", "--steps", "1", "--max-new-tokens", "8"]
@@ -75,6 +76,7 @@ def test_sweep_runs_train_and_the_harness_reads_the_results(tmp_path, capsys):
     printed = capsys.readouterr().out
     finals = sorted(out.glob("*/eval/final"))
     assert len(finals) == 4 and "hero-gym plot budget-sweep" in printed
+    assert printed.count("steps with a non-zero gradient:") == 4
     cfg = json.loads((out / "sdpo-B2-s0" / "config.json").read_text())
     assert cfg["method_config"]["topk"] == 10 and cfg["train"]["turn_budget"] == 2
     assert main(["compare", *map(str, finals)]) == 0
@@ -83,3 +85,17 @@ def test_sweep_runs_train_and_the_harness_reads_the_results(tmp_path, capsys):
     # Running it again resumes: nothing left to train, evaluation already stored.
     assert sweep_main(argv) == 0
     assert all(len((f / "episodes.jsonl").read_text().splitlines()) == 2 for f in finals)
+
+
+def test_run_summary_says_when_no_step_had_a_gradient():
+    still = [{"loss": 0.0, "grad_norm": 0.0, "success_rate": 0.0}] * 8
+    text = run_summary("grpo B=4 seed=1", 0, 8, 450, still, "runs/x")
+    assert "steps with a non-zero gradient: 0 of 8" in text
+    assert "WARNING: no step had a gradient, so this run learned nothing: its weights are the starting model's" in text
+    resumed = run_summary("grpo B=4 seed=1", 3, 8, 450, still[:5], "runs/x")
+    assert "0 of 5" in resumed and "steps 4-8 learned nothing: the weights are its step-3 checkpoint's" in resumed
+    one = [{"loss": 0.01, "grad_norm": 0.49}] + still[1:]
+    assert "1 of 8" in (text := run_summary("grpo B=4 seed=2", 0, 8, 527, one, "runs/y")) and "WARNING" not in text
+    # A method that logs no gradient norm is not accused of learning nothing.
+    assert "WARNING" not in run_summary("sft", 0, 2, 9, [{"loss": 1.2}] * 2, "runs/z")
+    assert "WARNING" not in run_summary("grpo", 8, 8, 0, [], "runs/z")  # nothing left to train
