@@ -32,8 +32,10 @@ from hero_gym.benchmarks.compare import mcnemar_exact
 from hero_gym.benchmarks.stats import bootstrap_ci, clopper_pearson_ci, per_task, wilson_ci
 from hero_gym.records import RunStore, load_frame
 
-LOG_FIELDS = ("loss", "grad_norm", "success_rate", "mean_turns", "loss_tokens", "active_tokens", "selected_fraction",
-              "rollout_invalid_rate", "step_s")
+# The names the trainers log (agents/base.py, grpo.py, distill.py, hero.py): why a method does not learn is read
+# from these, so a renamed field must not silently drop its column.
+LOG_FIELDS = ("loss", "grad_norm", "success_rate", "mean_reward", "mean_turns", "invalid_action_rate", "loss_tokens",
+              "active_tokens", "zero_adv_groups", "selected_frac", "echo_rate", "step_s")
 
 
 def invalid_rate(run_dir: str | Path) -> float:

@@ -77,6 +77,9 @@ def test_sweep_runs_train_and_the_harness_reads_the_results(tmp_path, capsys):
     finals = sorted(out.glob("*/eval/final"))
     assert len(finals) == 4 and "hero-gym plot budget-sweep" in printed
     assert printed.count("steps with a non-zero gradient:") == 4
+    from hero_gym.benchmarks.learning_curves import log_table  # the names the trainers log reach the curves' table
+    assert {"invalid_action_rate", "selected_frac", "grad_norm"} <= set(log_table(out / "sdpo-B2-s0").columns)
+    assert {"invalid_action_rate", "zero_adv_groups", "grad_norm"} <= set(log_table(out / "grpo-B2-s0").columns)
     cfg = json.loads((out / "sdpo-B2-s0" / "config.json").read_text())
     assert cfg["method_config"]["topk"] == 10 and cfg["train"]["turn_budget"] == 2
     assert main(["compare", *map(str, finals)]) == 0

@@ -59,6 +59,8 @@ def test_per_turn_no_hint_and_echo_answers_select_nothing_and_the_log_says_so(tm
     assert rec["reflections"] == 3 * n_traj and rec["total_echo_turns"] == n_traj
     log = json.loads((tmp_path / "hero" / "train_log.jsonl").read_text().splitlines()[0])
     assert log["selected_frac"] == pytest.approx(1 / 3) and log["echo_rate"] == pytest.approx(1 / 3)
+    from hero_gym.benchmarks.learning_curves import log_table  # the curves' training table shows both
+    assert {"selected_frac", "echo_rate", "invalid_action_rate"} <= set(log_table(tmp_path / "hero").columns)
 
 
 def test_per_turn_answers_that_copy_the_action_or_loop_are_echoes_and_no_hint_is_not(tmp_path):
