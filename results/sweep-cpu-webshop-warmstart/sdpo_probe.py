@@ -16,19 +16,17 @@ action's log-probability from S, per token:
 
 Scoring runs under the trainer's autocast, as the run's teacher scored.
 """
-import dataclasses
 import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hero_gym.agents.base import TrainConfig
 from hero_gym.agents.scoring import action_logits
 from hero_gym.agents.sdpo import SDPOConfig, SDPOTrainer
+from probe_rollouts import rebuild, rollouts
 
 
 def logp(tr, ctx: list[int], ids: list[int]) -> float:
@@ -48,25 +46,12 @@ def kind(turn) -> str:
 
 
 def main(run: str, steps: int = 1) -> None:
-    conf = json.loads((Path(run) / "config.json").read_text())
-    if conf["train"].get("method") != "sdpo":
+    if json.loads((Path(run) / "config.json").read_text())["train"].get("method") != "sdpo":
         raise SystemExit(f"{run} is not an SDPO run")
-    mc = SDPOConfig(**conf["method_config"])
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train = {k: v for k, v in conf["train"].items() if k in fields}
-    train.update(out_dir=tempfile.mkdtemp(prefix="sdpo-probe-"), eval_split=None, progress=False)
-    tr = SDPOTrainer(TrainConfig(**train), mc, resume=False)
-    tr.model.eval()
-    logged = [json.loads(x) for x in (Path(run) / "credit" / "step_00001.jsonl").read_text().splitlines()]
-    rows, checked = [], 0
-    for step in range(steps):
-        groups = tr.collect(step, 0)
-        if step == 0:
-            mine = [[t.action for t in traj.turns] for g in groups for traj in g]
-            theirs = [[t["action"] for t in r["turns"]] for r in logged]
-            if mine[:len(theirs)] != theirs:
-                raise SystemExit("step-1 rollouts differ from the run's credit log: not the run's starting point")
-            checked = len(theirs)
+    tr = rebuild(run, SDPOTrainer, SDPOConfig)
+    drawn, checked = rollouts(tr, run, steps)
+    rows = []
+    for step, groups in drawn:
         for group in groups:
             for traj in group:
                 for t, turn in enumerate(traj.turns):

@@ -18,18 +18,16 @@ one's token. A teacher that reads its hint puts most of that token's mass on the
 Scoring runs under the trainer's autocast (bf16 on a CPU with native bf16, as the run's teacher scored). A turn's
 three contexts of up to ~5,000 tokens make this slow beside two evaluation lanes: about 20 minutes for step 1.
 """
-import dataclasses
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hero_gym.agents.full_demo import FullDemoConfig, FullDemoTrainer, page_aligned_step
-from hero_gym.agents.base import TrainConfig
 from hero_gym.agents.scoring import action_logits
+from probe_rollouts import rebuild, rollouts
 
 def seq_scores(tr, ctx: list[int], a: list[int], b: list[int]):
     """Summed log-probs of action ids `a` and `b` after `ctx`, and the two first-difference token probabilities."""
@@ -46,25 +44,16 @@ def seq_scores(tr, ctx: list[int], a: list[int], b: list[int]):
 
 def main(run: str, steps: int = 1) -> None:
     conf = json.loads((Path(run) / "config.json").read_text())
+    if conf["train"].get("method") != "full-demo":
+        raise SystemExit(f"{run} is not a Full-Demo run")
     mc = FullDemoConfig(**conf["method_config"])
     if not (mc.demo_step_hint and mc.demo_hint_align == "page"):
         raise SystemExit(f"{run} is not a Full-Demo run with the page-aligned hint")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train = {k: v for k, v in conf["train"].items() if k in fields}
-    train.update(out_dir=tempfile.mkdtemp(prefix="teacher-probe-"), eval_split=None, progress=False)
-    tr = FullDemoTrainer(TrainConfig(**train), mc, resume=False)
-    tr.model.eval()
+    tr = rebuild(run, FullDemoTrainer, FullDemoConfig)
     eos = tr.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    logged = [json.loads(x) for x in (Path(run) / "credit" / "step_00001.jsonl").read_text().splitlines()]
-    rows, checked = [], 0
-    for step in range(steps):
-        groups = tr.collect(step, 0)
-        if step == 0:
-            mine = [[t.action for t in traj.turns] for g in groups for traj in g]
-            theirs = [[t["action"] for t in r["turns"]] for r in logged]
-            if mine[:len(theirs)] != theirs:
-                raise SystemExit("step-1 rollouts differ from the run's credit log: not the run's starting point")
-            checked = len(theirs)
+    drawn, checked = rollouts(tr, run, steps)
+    rows = []
+    for step, groups in drawn:
         tr.prepare_groups(groups)
         for group in groups:
             for traj in group:
