@@ -18,6 +18,9 @@ SRC=$RUNS/$SWEEP/$RUN; SNAP=$RUNS/snap-$SWEEP/step$STEP${PART:+-$PART}
 export HERO_GYM_DATA=${HERO_GYM_DATA:-/work/shared/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 RES=results/sweep-cpu-webshop-warmstart
+# A finished evaluation drops its checkpoint copy (1.6-3 GB each: session 14's parts filled the disk) and leaves
+# this marker, so running it again is a no-op instead of a wait for a checkpoint that has moved on.
+[ -e $SNAP/$RUN/evaluated ] && { echo "$SNAP/$RUN: already evaluated" >&2; exit 0; }
 if [ ! -d $SNAP/$RUN/checkpoint ]; then
   until [ "$(python3 -c "import json;print(json.load(open('$SRC/checkpoint/meta.json'))['step'])" 2>/dev/null)" = "$STEP" ]; do sleep 10; done
   mkdir -p $SNAP/$RUN && cp -r $SRC/checkpoint $SRC/config.json $SNAP/$RUN/
@@ -33,6 +36,7 @@ echo "$(date -u +%FT%TZ) start snapshot $RUN step $STEP $PART tasks $TASKS k $K 
   --set rollout_batch_size=16 --set "env_kwargs=$EK" \
   --eval-split test --eval-tasks $TASKS --eval-k $K --eval-max-turns 8 --out $SNAP || exit 1
 echo "$(date -u +%FT%TZ) end snapshot $RUN step $STEP $PART" >> $RES/wall_times.log
+rm -rf $SNAP/$RUN/checkpoint && touch $SNAP/$RUN/evaluated
 [ -n "$PART" ] && exit 0
 DST=$SRC/eval/$(printf 'step_%05d' $STEP)
 [ -d $DST ] && mv $DST ${DST}_inprocess-partial-$(date +%s)
