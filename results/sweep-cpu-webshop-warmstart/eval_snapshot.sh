@@ -23,7 +23,8 @@ RES=results/sweep-cpu-webshop-warmstart
 [ -e $SNAP/$RUN/evaluated ] && { echo "$SNAP/$RUN: already evaluated" >&2; exit 0; }
 if [ ! -d $SNAP/$RUN/checkpoint ]; then
   until [ "$(python3 -c "import json;print(json.load(open('$SRC/checkpoint/meta.json'))['step'])" 2>/dev/null)" = "$STEP" ]; do sleep 10; done
-  mkdir -p $SNAP/$RUN && cp -r $SRC/checkpoint $SRC/config.json $SNAP/$RUN/
+  mkdir -p $SNAP/$RUN && cp -r $SRC/checkpoint $SRC/config.json $SNAP/$RUN/ \
+    || { rm -rf $SNAP/$RUN/checkpoint; echo "copying $SRC/checkpoint failed" >&2; exit 1; }  # e.g. a full disk
   python3 -c "import json;assert json.load(open('$SNAP/$RUN/checkpoint/meta.json'))['step']==$STEP" || exit 1
 fi
 m=${RUN%-B*}; b=${RUN##*-B}; s=${b#*-s}; b=${b%-s*}
