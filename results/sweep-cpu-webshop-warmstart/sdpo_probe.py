@@ -17,7 +17,6 @@ action's log-probability from S, per token:
 Scoring runs under the trainer's autocast, as the run's teacher scored.
 """
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 
 from hero_gym.agents.scoring import action_logits
 from hero_gym.agents.sdpo import SDPOConfig, SDPOTrainer
+from invalid_kinds import ASIN
 from probe_rollouts import rebuild, rollouts
 
 
@@ -42,7 +42,7 @@ def kind(turn) -> str:
         return "invalid"
     if turn.action.startswith("search["):
         return "search"
-    return "product click" if re.fullmatch(r"click\[b[0-9a-z]{9}\]", turn.action.strip()) else "other click"
+    return "product click" if ASIN.fullmatch(turn.action.strip()) else "other click"
 
 
 def main(run: str, steps: int = 1) -> None:
